@@ -1,0 +1,233 @@
+"""Conversations and everything attached to a message."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from core.models import AppUser, Imported, Organization
+
+
+class Chat(Imported):
+    """A conversation: auto-analyst ``chats``, ds-ml-agent ``chatbot_sessions``,
+    text-to-sql ``chat_sessions``, ai-chat-v2 ``sessions``.
+
+    ``user`` is null for an anonymous chat.
+    """
+
+    user = models.ForeignKey(
+        AppUser, on_delete=models.CASCADE, null=True, blank=True, related_name="chats"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="chats"
+    )
+    title = models.CharField(max_length=255, default="New Chat")
+    starred = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    message_count = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        ordering = ["-created_at"]
+        indexes = [
+            # chat changelist (newest first) and the anonymous-chat purge
+            models.Index(fields=["-created_at"], name="chats_chat_created_idx"),
+            # an app user's chats, newest first (user page)
+            models.Index(fields=["user", "-created_at"], name="chats_chat_user_created_idx"),
+            # an organisation's chats (ds-ml-agent org_id index)
+            models.Index(fields=["organization", "-created_at"], name="chats_chat_org_created_idx"),
+        ]
+
+    def __str__(self):
+        return self.title
+
+
+class Message(Imported):
+    """One message of a chat, whichever application wrote it.
+
+    auto-analyst ``messages`` (sender 'ai' → assistant), text-to-sql
+    ``chat_messages`` (message_type), ai-chat-v2 ``messages`` (AI metadata and
+    the mistake flag), ds-ml-agent ``chatbot_conversation_states`` (one turn →
+    a user message and, when answered, an assistant message).
+    """
+
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+        SYSTEM = "system", "System"
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    content = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    sequence_number = models.IntegerField(null=True, blank=True)
+    # ds-ml-agent
+    turn_number = models.IntegerField(null=True, blank=True)
+    agent_type = models.CharField(max_length=100, null=True, blank=True)
+    context_data = models.JSONField(null=True, blank=True)
+    # text-to-sql
+    query_id = models.CharField(max_length=100, null=True, blank=True)
+    sql_query = models.TextField(null=True, blank=True)
+    query_result = models.JSONField(null=True, blank=True)
+    execution_time = models.FloatField(null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    # ai-chat-v2
+    model_name = models.CharField(max_length=100, null=True, blank=True)
+    prompt_tokens = models.IntegerField(null=True, blank=True)
+    completion_tokens = models.IntegerField(null=True, blank=True)
+    persona = models.CharField(max_length=100, null=True, blank=True)
+    tone = models.CharField(max_length=100, null=True, blank=True)
+    behavior = models.CharField(max_length=100, null=True, blank=True)
+    context_type = models.CharField(max_length=100, null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    signal_strength = models.FloatField(null=True, blank=True)
+    context_clarity = models.BooleanField(null=True, blank=True)
+    needs_knowledge = models.BooleanField(default=False)
+    # The staff mistake flag (ai-chat-v2's, set by reviewers here for any app).
+    is_mistake = models.BooleanField(default=False)
+    mistake_note = models.TextField(null=True, blank=True)
+    mistake_flagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    mistake_flagged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        ordering = ["chat", "created_at", "id"]
+        permissions = [("flag_mistake", "Can flag assistant messages as mistakes")]
+        constraints = [
+            *Imported.Meta.constraints,
+            models.CheckConstraint(
+                condition=models.Q(role__in=["user", "assistant", "system"]),
+                name="chats_message_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(confidence__isnull=True)
+                | models.Q(confidence__gte=0, confidence__lte=1),
+                name="chats_message_confidence_0_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(signal_strength__isnull=True)
+                | models.Q(signal_strength__gte=0, signal_strength__lte=1),
+                name="chats_message_signal_strength_0_1",
+            ),
+        ]
+        indexes = [
+            # a chat's transcript in order (seed: messages(chat_id, timestamp DESC))
+            models.Index(fields=["chat", "-created_at"], name="chats_msg_chat_created_idx"),
+            # message changelist newest first, and messages per day
+            models.Index(fields=["-created_at"], name="chats_msg_created_idx"),
+            # text-to-sql: query_analytics ↔ chat_messages by query_id
+            models.Index(fields=["query_id"], name="chats_msg_query_id_idx"),
+            # the mistake queue and "has mistakes" filter
+            models.Index(
+                fields=["chat"],
+                condition=models.Q(is_mistake=True),
+                name="chats_msg_mistake_idx",
+            ),
+        ]
+
+    def __str__(self):
+        text = self.content if len(self.content) <= 60 else self.content[:57] + "…"
+        return f"{self.get_role_display()}: {text}"
+
+
+class MessageFeedback(Imported):
+    """auto-analyst ``message_feedback``: one rating per message."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.SmallIntegerField(null=True, blank=True)
+    model_name = models.CharField(max_length=100, null=True, blank=True)
+    model_provider = models.CharField(max_length=50, null=True, blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        verbose_name = "message feedback"
+        verbose_name_plural = "message feedback"
+        ordering = ["-created_at"]
+        constraints = [
+            *Imported.Meta.constraints,
+            models.CheckConstraint(
+                condition=models.Q(rating__isnull=True) | models.Q(rating__gte=1, rating__lte=5),
+                name="chats_feedback_rating_1_5",
+                violation_error_message="Rating must be between 1 and 5.",
+            ),
+        ]
+        indexes = [
+            # feedback queue: lowest rating first, newest first
+            models.Index(fields=["rating", "-created_at"], name="chats_feedback_rating_idx"),
+            models.Index(fields=["-created_at"], name="chats_feedback_created_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.rating or '–'}★ on message {self.message_id}"
+
+
+class CodeExecution(Imported):
+    """auto-analyst ``code_executions``: generated code and how its run went."""
+
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="code_executions",
+    )
+    chat = models.ForeignKey(
+        Chat, on_delete=models.CASCADE, null=True, blank=True, related_name="code_executions"
+    )
+    user = models.ForeignKey(
+        AppUser,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="code_executions",
+    )
+    initial_code = models.TextField(null=True, blank=True)
+    latest_code = models.TextField(null=True, blank=True)
+    is_successful = models.BooleanField(default=False)
+    output = models.TextField(null=True, blank=True)
+    model_provider = models.CharField(max_length=50, null=True, blank=True)
+    model_name = models.CharField(max_length=100, null=True, blank=True)
+    failed_agents = models.JSONField(null=True, blank=True)
+    error_messages = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        ordering = ["-created_at"]
+        indexes = [
+            # code-execution changelist and success rate per day
+            models.Index(fields=["-created_at"], name="chats_codeexec_created_idx"),
+        ]
+
+    def __str__(self):
+        return f"execution {self.pk} ({'ok' if self.is_successful else 'failed'})"
+
+
+class UploadedFile(Imported):
+    """ds-ml-agent ``chatbot_uploaded_files``."""
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="uploaded_files")
+    filename = models.CharField(max_length=255)
+    file_path = models.CharField(max_length=500)
+    file_type = models.CharField(max_length=50, null=True, blank=True)
+    file_size = models.BigIntegerField(null=True, blank=True)
+    upload_timestamp = models.DateTimeField(default=timezone.now)
+    is_processed = models.BooleanField(default=False)
+    file_metadata = models.JSONField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        ordering = ["-upload_timestamp"]
+
+    def __str__(self):
+        return self.filename

@@ -1,0 +1,287 @@
+"""The LLM usage ledger, prices, budgets and roll-ups."""
+
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from chats.models import Chat
+from core.models import AppUser, Imported, Organization, Source
+
+# USD with sub-cent precision: a single call can cost $0.00000015.
+COST_FIELD = {"max_digits": 18, "decimal_places": 8}
+
+
+class ModelUsageQuerySet(models.QuerySet):
+    def in_period(self, start, end):
+        """Rows with start <= timestamp < end (aware datetimes)."""
+        return self.filter(timestamp__gte=start, timestamp__lt=end)
+
+
+class ModelUsage(Imported):
+    """The one ledger of LLM calls: every cost figure is summed from it.
+
+    auto-analyst ``model_usage``; the LLM part of text-to-sql
+    ``query_analytics``; ai-chat-v2 assistant messages that carry tokens.
+    """
+
+    class CostSource(models.TextChoices):
+        REPORTED = "reported", "Reported by the source"
+        COMPUTED = "computed", "Computed from model prices"
+        UNPRICED = "unpriced", "Unknown (no price)"
+
+    user = models.ForeignKey(
+        AppUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
+    )
+    chat = models.ForeignKey(
+        Chat, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
+    )
+    # Denormalised from the user or chat when the row arrives, so spend per
+    # organisation needs no join and survives the user's deletion.
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+    )
+    model_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=50)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    query_size = models.IntegerField(default=0)
+    response_size = models.IntegerField(default=0)
+    # Null when the source reported none and no price was in force.
+    cost = models.DecimalField(**COST_FIELD, null=True, blank=True)
+    cost_source = models.CharField(
+        max_length=10, choices=CostSource.choices, default=CostSource.REPORTED
+    )
+    timestamp = models.DateTimeField(default=timezone.now)
+    is_streaming = models.BooleanField(default=False)
+    request_time_ms = models.IntegerField(null=True, blank=True, default=0)
+
+    objects = ModelUsageQuerySet.as_manager()
+
+    class Meta(Imported.Meta):
+        verbose_name = "model usage record"
+        ordering = ["-timestamp"]
+        permissions = [
+            ("view_dashboards", "Can view usage and cost dashboards"),
+            ("export_usage", "Can export usage data as CSV"),
+        ]
+        indexes = [
+            # seed: model_usage(user_id, timestamp DESC) — a user's spend
+            models.Index(fields=["user", "-timestamp"], name="usage_mu_user_ts_idx"),
+            # seed: model_usage(model_name, timestamp DESC) — spend per model
+            models.Index(fields=["model_name", "-timestamp"], name="usage_mu_model_ts_idx"),
+            # ledger changelist newest first; period scans; roll-up rebuild
+            models.Index(fields=["-timestamp"], name="usage_mu_ts_idx"),
+            # an organisation's spend
+            models.Index(fields=["organization", "-timestamp"], name="usage_mu_org_ts_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.model_name} @ {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class QueryAnalytics(Imported):
+    """text-to-sql ``query_analytics``: the query-level part of a question.
+
+    Its tokens, model and cost are in the linked ``usage`` ledger row.
+    """
+
+    usage = models.OneToOneField(
+        ModelUsage,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="query_analytics",
+    )
+    query_id = models.CharField(max_length=100, null=True, blank=True)
+    user = models.ForeignKey(
+        AppUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="query_analytics"
+    )
+    question = models.TextField()
+    sql_query = models.TextField(null=True, blank=True)
+    execution_time = models.FloatField(null=True, blank=True)
+    row_count = models.IntegerField(null=True, blank=True)
+    success = models.BooleanField(null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    chart_type = models.CharField(max_length=50, null=True, blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        verbose_name = "query analytics record"
+        verbose_name_plural = "query analytics"
+        ordering = ["-timestamp"]
+        indexes = [
+            # text-to-sql dashboard: queries per day
+            models.Index(fields=["-timestamp"], name="usage_qa_ts_idx"),
+            # link to chat_messages.query_id
+            models.Index(fields=["query_id"], name="usage_qa_query_id_idx"),
+        ]
+
+    def __str__(self):
+        return self.question[:80]
+
+
+class PerformanceMetric(Imported):
+    """text-to-sql ``performance_metrics``."""
+
+    metric_name = models.CharField(max_length=100)
+    metric_value = models.FloatField()
+    metric_unit = models.CharField(max_length=50, null=True, blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+    additional_data = models.JSONField(null=True, blank=True)
+
+    class Meta(Imported.Meta):
+        ordering = ["-timestamp"]
+        indexes = [
+            # one metric over time
+            models.Index(fields=["metric_name", "-timestamp"], name="usage_perf_name_ts_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.metric_name}={self.metric_value}{self.metric_unit or ''}"
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens for a model, in force from a date on."""
+
+    model_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=50)
+    input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)]
+    )
+    output_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)]
+    )
+    effective_from = models.DateField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model_name", "provider", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_name", "provider", "effective_from"],
+                name="usage_modelprice_model_from_uniq",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(input_per_million__gte=0, output_per_million__gte=0),
+                name="usage_modelprice_non_negative",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.provider}/{self.model_name} from {self.effective_from}"
+
+    def cost_of(self, prompt_tokens, completion_tokens):
+        """The USD cost of a call at this price."""
+        million = Decimal(1_000_000)
+        return (
+            Decimal(prompt_tokens or 0) * self.input_per_million
+            + Decimal(completion_tokens or 0) * self.output_per_million
+        ) / million
+
+
+class Budget(models.Model):
+    """A monthly spending limit for an organisation or an app user."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="budgets"
+    )
+    user = models.ForeignKey(
+        AppUser, on_delete=models.CASCADE, null=True, blank=True, related_name="budgets"
+    )
+    monthly_limit = models.DecimalField(
+        max_digits=14, decimal_places=2, validators=[MinValueValidator(0)]
+    )
+    # Share of the limit (0–1) at which the budget is reported as near.
+    alert_threshold = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.800"),
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-monthly_limit"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(organization__isnull=False, user__isnull=True)
+                    | models.Q(organization__isnull=True, user__isnull=False)
+                ),
+                name="usage_budget_one_target",
+                violation_error_message="A budget is for an organisation or an app user, not both.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(alert_threshold__gte=0, alert_threshold__lte=1),
+                name="usage_budget_threshold_0_1",
+            ),
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=models.Q(organization__isnull=False),
+                name="usage_budget_org_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(user__isnull=False), name="usage_budget_user_uniq"
+            ),
+        ]
+
+    def __str__(self):
+        target = self.organization or self.user
+        return f"${self.monthly_limit}/month for {target}"
+
+
+class DailyUsage(models.Model):
+    """Roll-up of the ledger per day (in TIME_ZONE), model, provider, app user,
+    organisation and source. Dashboards read this, never the raw ledger.
+
+    Rebuilt from the ledger by ``manage.py rebuild_rollups``.
+    """
+
+    day = models.DateField()
+    model_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=50)
+    user = models.ForeignKey(
+        AppUser, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+    source = models.ForeignKey(
+        Source, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    requests = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=22, decimal_places=8, default=Decimal(0))
+    unpriced_requests = models.BigIntegerField(default=0)
+    streaming_requests = models.BigIntegerField(default=0)
+    timed_requests = models.BigIntegerField(default=0)
+    request_time_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "daily usage roll-up"
+        ordering = ["-day"]
+        indexes = [
+            # every dashboard: a period of days, grouped by model / provider
+            models.Index(fields=["day", "model_name", "provider"], name="usage_daily_day_model_idx"),
+            # user page and top users
+            models.Index(fields=["user", "day"], name="usage_daily_user_day_idx"),
+            # organisation page and top organisations
+            models.Index(fields=["organization", "day"], name="usage_daily_org_day_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.model_name}"
