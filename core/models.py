@@ -249,7 +249,9 @@ class AuditLog(Imported):
             # audit log changelist, newest first, and its date hierarchy
             models.Index(fields=["-timestamp"], name="core_auditlog_ts_idx"),
             # "what happened to this object?"
-            models.Index(fields=["resource_type", "resource_id"], name="core_auditlog_resource_idx"),
+            models.Index(
+                fields=["resource_type", "resource_id"], name="core_auditlog_resource_idx"
+            ),
         ]
 
     def __str__(self):
@@ -303,9 +305,7 @@ class SystemConfig(Imported):
 class DatabaseConnection(Imported):
     """text-to-sql ``database_connections``. The password is never displayed."""
 
-    user = models.ForeignKey(
-        AppUser, on_delete=models.CASCADE, related_name="database_connections"
-    )
+    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="database_connections")
     connection_name = models.CharField(max_length=100)
     db_type = models.CharField(max_length=50)
     db_host = models.CharField(max_length=255, null=True, blank=True)
@@ -382,9 +382,7 @@ class AgentTemplate(Imported):
 class UserTemplatePreference(Imported):
     """auto-analyst ``user_template_preferences``: one per user and template."""
 
-    user = models.ForeignKey(
-        AppUser, on_delete=models.CASCADE, related_name="template_preferences"
-    )
+    user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="template_preferences")
     template = models.ForeignKey(
         AgentTemplate, on_delete=models.CASCADE, related_name="user_preferences"
     )

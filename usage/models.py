@@ -229,7 +229,9 @@ class Budget(models.Model):
                 name="usage_budget_org_uniq",
             ),
             models.UniqueConstraint(
-                fields=["user"], condition=models.Q(user__isnull=False), name="usage_budget_user_uniq"
+                fields=["user"],
+                condition=models.Q(user__isnull=False),
+                name="usage_budget_user_uniq",
             ),
         ]
 
@@ -276,7 +278,9 @@ class DailyUsage(models.Model):
         ordering = ["-day"]
         indexes = [
             # every dashboard: a period of days, grouped by model / provider
-            models.Index(fields=["day", "model_name", "provider"], name="usage_daily_day_model_idx"),
+            models.Index(
+                fields=["day", "model_name", "provider"], name="usage_daily_day_model_idx"
+            ),
             # user page and top users
             models.Index(fields=["user", "day"], name="usage_daily_user_day_idx"),
             # organisation page and top organisations
