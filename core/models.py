@@ -156,6 +156,15 @@ class ApiKey(Imported):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used = models.DateTimeField(null=True, blank=True)
     usage_count = models.BigIntegerField(default=0)
+    # The source that rows pushed with this key land in (ingest API keys).
+    ingest_source = models.ForeignKey(
+        Source,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text="Rows pushed through the ingest API with this key belong to this source.",
+    )
 
     class Meta(Imported.Meta):
         verbose_name = "API key"
