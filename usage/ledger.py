@@ -5,6 +5,8 @@ so every row is priced, carries its organisation, and is counted in the
 roll-up in the same transaction.
 """
 
+from decimal import Decimal
+
 from django.db import transaction
 
 from chats.models import Chat
@@ -13,6 +15,8 @@ from core.models import AppUser
 from . import rollups
 from .models import ModelUsage
 from .pricing import PriceBook
+
+COST_QUANTUM = Decimal("0.00000001")
 
 
 def fill_organizations(usages):
@@ -41,6 +45,9 @@ def prepare(usages, price_book=None):
         if not usage.total_tokens:
             usage.total_tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
         price_book.price_row(usage)
+        if usage.cost is not None:
+            # As stored (8 places), so a re-sent row compares equal.
+            usage.cost = Decimal(usage.cost).quantize(COST_QUANTUM)
     fill_organizations(usages)
     return usages
 
@@ -58,3 +65,64 @@ def add_usage(usages, price_book=None, batch_size=2000):
         saved = ModelUsage.objects.bulk_create(usages, batch_size=batch_size)
         rollups.record(saved)
     return saved
+
+
+# Fields a source may change on a ledger row it sent before.
+UPDATABLE = (
+    "user_id",
+    "chat_id",
+    "organization_id",
+    "model_name",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "query_size",
+    "response_size",
+    "cost",
+    "cost_source",
+    "timestamp",
+    "is_streaming",
+    "request_time_ms",
+)
+
+
+def upsert_usage(source, usages, price_book=None, batch_size=2000):
+    """Insert or update ledger rows of one source by their ``source_pk``.
+
+    Idempotent: a row sent again unchanged is left alone; a changed one is
+    updated and the roll-up moved by the difference. Returns a dict with
+    the ``created``, ``updated`` and ``unchanged`` rows (lists).
+    """
+    usages = list(usages)
+    for usage in usages:
+        usage.source = source
+    with transaction.atomic():
+        prepare(usages, price_book)
+        existing = {
+            row.source_pk: row
+            for row in ModelUsage.objects.filter(
+                source=source, source_pk__in=[u.source_pk for u in usages]
+            )
+        }
+        new, changed, unchanged, before = [], [], [], []
+        for usage in usages:
+            old = existing.get(usage.source_pk)
+            if old is None:
+                new.append(usage)
+            elif any(getattr(old, f) != getattr(usage, f) for f in UPDATABLE):
+                before.append(
+                    ModelUsage(**{f: getattr(old, f) for f in UPDATABLE}, source_id=old.source_id)
+                )
+                for field in UPDATABLE:
+                    setattr(old, field, getattr(usage, field))
+                changed.append(old)
+            else:
+                unchanged.append(old)
+        created = ModelUsage.objects.bulk_create(new, batch_size=batch_size)
+        if changed:
+            ModelUsage.objects.bulk_update(changed, UPDATABLE, batch_size=batch_size)
+            rollups.record(before, sign=-1)
+            rollups.record(changed)
+        rollups.record(created)
+    return {"created": created, "updated": changed, "unchanged": unchanged}
