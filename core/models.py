@@ -131,7 +131,9 @@ class AppUser(Imported):
         ]
 
     def __str__(self):
-        return self.email or self.username or self.full_name or f"app user {self.pk}"
+        return (
+            self.email or self.username or self.full_name or self.source_pk or f"app user {self.pk}"
+        )
 
 
 class ApiKey(Imported):
