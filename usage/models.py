@@ -289,3 +289,54 @@ class DailyUsage(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.model_name}"
+
+
+# Upper bounds (ms) of the latency histogram buckets; the last bucket is open.
+LATENCY_BUCKETS_MS = (
+    50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000,
+    5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000,
+)  # fmt: skip
+
+
+def latency_bucket(ms):
+    """Index of the histogram bucket holding a request time in ms."""
+    for index, bound in enumerate(LATENCY_BUCKETS_MS):
+        if ms < bound:
+            return index
+    return len(LATENCY_BUCKETS_MS)
+
+
+class DailyLatency(models.Model):
+    """Histogram of request times per roll-up key, for latency percentiles
+    without the raw ledger: requests per bucket (see LATENCY_BUCKETS_MS).
+    """
+
+    day = models.DateField()
+    model_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=50)
+    user = models.ForeignKey(
+        AppUser, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        related_name="+",
+    )
+    source = models.ForeignKey(
+        Source, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    bucket = models.SmallIntegerField()
+    requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "daily latency histogram row"
+        ordering = ["-day", "bucket"]
+        indexes = [
+            # p95 per period and model
+            models.Index(fields=["day", "model_name", "provider"], name="usage_lat_day_model_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.model_name} bucket {self.bucket}: {self.requests}"

@@ -1,76 +1,91 @@
-"""The daily roll-up of the usage ledger (``DailyUsage``).
+"""The roll-ups of the usage ledger: ``DailyUsage`` and ``DailyLatency``.
 
-Days are cut in settings.TIME_ZONE, the zone the dashboards display.
+Days are cut in settings.TIME_ZONE, the zone the dashboards display. Writers
+add delta rows (``record``) in the transaction that changes the ledger;
+readers always SUM over the grain, so several rows of one key are correct and
+concurrent writers never conflict. ``compact`` merges them, ``rebuild``
+recomputes everything from the ledger with the same results.
 """
 
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Case, Count, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import DailyUsage, ModelUsage
+from .models import LATENCY_BUCKETS_MS, DailyLatency, DailyUsage, ModelUsage, latency_bucket
 
 GRAIN = ("day", "model_name", "provider", "user_id", "organization_id", "source_id")
+SUMMED = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost",
+    "unpriced_requests",
+    "streaming_requests",
+    "timed_requests",
+    "request_time_ms_sum",
+)
 
 
-def aggregate_ledger(queryset=None):
-    """Roll-up rows (unsaved) computed from ledger rows with one GROUP BY."""
-    queryset = ModelUsage.objects.all() if queryset is None else queryset
+def _local_day():
+    return TruncDate("timestamp", tzinfo=timezone.get_current_timezone())
+
+
+def _bucket_expression():
+    whens = [
+        When(request_time_ms__lt=bound, then=Value(index))
+        for index, bound in enumerate(LATENCY_BUCKETS_MS)
+    ]
+    return Case(*whens, default=Value(len(LATENCY_BUCKETS_MS)), output_field=IntegerField())
+
+
+def aggregate_ledger(queryset):
+    """DailyUsage rows (unsaved) for ledger rows, with one GROUP BY."""
     rows = (
         queryset.order_by()
-        .annotate(day=TruncDate("timestamp", tzinfo=timezone.get_current_timezone()))
+        .annotate(day=_local_day())
         .values(*GRAIN)
         .annotate(
-            requests=Count("id"),
-            prompt_tokens_sum=Sum("prompt_tokens"),
-            completion_tokens_sum=Sum("completion_tokens"),
-            total_tokens_sum=Sum("total_tokens"),
-            cost_sum=Sum("cost"),
+            n=Count("id"),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+            total=Sum("total_tokens"),
+            cost_total=Sum("cost"),
             unpriced=Count("id", filter=Q(cost__isnull=True)),
             streaming=Count("id", filter=Q(is_streaming=True)),
             timed=Count("request_time_ms"),
-            request_time_ms_total=Sum("request_time_ms"),
+            time_total=Sum("request_time_ms"),
         )
     )
     for row in rows.iterator(chunk_size=5000):
         yield DailyUsage(
-            day=row["day"],
-            model_name=row["model_name"],
-            provider=row["provider"],
-            user_id=row["user_id"],
-            organization_id=row["organization_id"],
-            source_id=row["source_id"],
-            requests=row["requests"],
-            prompt_tokens=row["prompt_tokens_sum"] or 0,
-            completion_tokens=row["completion_tokens_sum"] or 0,
-            total_tokens=row["total_tokens_sum"] or 0,
-            cost=row["cost_sum"] or 0,
+            **{key: row[key] for key in GRAIN},
+            requests=row["n"],
+            prompt_tokens=row["prompt"] or 0,
+            completion_tokens=row["completion"] or 0,
+            total_tokens=row["total"] or 0,
+            cost=row["cost_total"] or 0,
             unpriced_requests=row["unpriced"],
             streaming_requests=row["streaming"],
             timed_requests=row["timed"],
-            request_time_ms_sum=row["request_time_ms_total"] or 0,
+            request_time_ms_sum=row["time_total"] or 0,
         )
 
 
-@transaction.atomic
-def rebuild_daily_usage(batch_size=5000):
-    """Replace the whole roll-up with one computed from the ledger.
-
-    Returns the number of roll-up rows written.
-    """
-    DailyUsage.objects.all().delete()
-    written = 0
-    batch = []
-    for row in aggregate_ledger():
-        batch.append(row)
-        if len(batch) >= batch_size:
-            DailyUsage.objects.bulk_create(batch)
-            written += len(batch)
-            batch = []
-    if batch:
-        DailyUsage.objects.bulk_create(batch)
-        written += len(batch)
-    return written
+def aggregate_latency(queryset):
+    """DailyLatency rows (unsaved) for ledger rows with a request time."""
+    rows = (
+        queryset.filter(request_time_ms__isnull=False)
+        .order_by()
+        .annotate(day=_local_day(), bucket=_bucket_expression())
+        .values(*GRAIN, "bucket")
+        .annotate(n=Count("id"))
+    )
+    for row in rows.iterator(chunk_size=5000):
+        yield DailyLatency(
+            **{key: row[key] for key in GRAIN}, bucket=row["bucket"], requests=row["n"]
+        )
 
 
 def _key(usage):
@@ -85,27 +100,17 @@ def _key(usage):
 
 
 def record(usages, sign=1):
-    """Add (sign=1) or take away (sign=-1) ledger rows from the roll-up.
+    """Add (sign=1) or take away (sign=-1) ledger rows from the roll-ups.
 
-    Writes delta rows: the roll-up is read with SUM grouped by its grain, so
-    several rows of one key add up to the right figure and concurrent writers
-    never conflict. ``compact_daily_usage`` merges them later. Call it in the
-    transaction that writes the ledger rows, so the two never disagree.
+    Call it in the transaction that writes the ledger rows, so the two never
+    disagree. Returns the number of DailyUsage delta rows written.
     """
-    deltas = {}
+    usage_deltas, latency_deltas = {}, {}
     for usage in usages:
         key = _key(usage)
-        row = deltas.get(key)
+        row = usage_deltas.get(key)
         if row is None:
-            day, model_name, provider, user_id, organization_id, source_id = key
-            row = deltas[key] = DailyUsage(
-                day=day,
-                model_name=model_name,
-                provider=provider,
-                user_id=user_id,
-                organization_id=organization_id,
-                source_id=source_id,
-            )
+            row = usage_deltas[key] = DailyUsage(**dict(zip(GRAIN, key, strict=True)))
         row.requests += sign
         row.prompt_tokens += sign * (usage.prompt_tokens or 0)
         row.completion_tokens += sign * (usage.completion_tokens or 0)
@@ -119,32 +124,48 @@ def record(usages, sign=1):
         if usage.request_time_ms is not None:
             row.timed_requests += sign
             row.request_time_ms_sum += sign * usage.request_time_ms
-    DailyUsage.objects.bulk_create(deltas.values(), batch_size=2000)
-    return len(deltas)
+            bucket_key = (*key, latency_bucket(usage.request_time_ms))
+            latency = latency_deltas.get(bucket_key)
+            if latency is None:
+                latency = latency_deltas[bucket_key] = DailyLatency(
+                    **dict(zip(GRAIN, key, strict=True)), bucket=bucket_key[-1]
+                )
+            latency.requests += sign
+    DailyUsage.objects.bulk_create(usage_deltas.values(), batch_size=2000)
+    DailyLatency.objects.bulk_create(latency_deltas.values(), batch_size=2000)
+    return len(usage_deltas)
 
 
-SUMMED = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "unpriced_requests",
-    "streaming_requests",
-    "timed_requests",
-    "request_time_ms_sum",
-)
+def _bulk_write(model, rows, batch_size=5000):
+    written, batch = 0, []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= batch_size:
+            model.objects.bulk_create(batch)
+            written, batch = written + len(batch), []
+    model.objects.bulk_create(batch)
+    return written + len(batch)
 
 
 @transaction.atomic
-def compact_daily_usage():
-    """Merge roll-up rows that share a key (left by ``record``'s deltas).
+def rebuild():
+    """Replace both roll-ups with ones computed from the whole ledger.
 
-    Rewrites only the days that hold such rows. Returns the number of days.
+    Returns (DailyUsage rows, DailyLatency rows) written.
     """
+    DailyUsage.objects.all().delete()
+    DailyLatency.objects.all().delete()
+    ledger = ModelUsage.objects.all()
+    return (
+        _bulk_write(DailyUsage, aggregate_ledger(ledger)),
+        _bulk_write(DailyLatency, aggregate_latency(ledger)),
+    )
+
+
+def _compact(model, grain, summed):
     days = list(
-        DailyUsage.objects.order_by()
-        .values(*GRAIN)
+        model.objects.order_by()
+        .values(*grain)
         .annotate(n=Count("id"))
         .filter(n__gt=1)
         .values_list("day", flat=True)
@@ -153,12 +174,29 @@ def compact_daily_usage():
     if not days:
         return 0
     merged = [
-        DailyUsage(**{k: row[k] for k in GRAIN}, **{f: row[f"{f}_total"] for f in SUMMED})
-        for row in DailyUsage.objects.filter(day__in=days)
+        model(**{k: row[k] for k in grain}, **{f: row[f"{f}_total"] for f in summed})
+        for row in model.objects.filter(day__in=days)
         .order_by()
-        .values(*GRAIN)
-        .annotate(**{f"{f}_total": Sum(f) for f in SUMMED})
+        .values(*grain)
+        .annotate(**{f"{f}_total": Sum(f) for f in summed})
     ]
-    DailyUsage.objects.filter(day__in=days).delete()
-    DailyUsage.objects.bulk_create(merged, batch_size=2000)
+    model.objects.filter(day__in=days).delete()
+    model.objects.bulk_create(merged, batch_size=2000)
     return len(days)
+
+
+@transaction.atomic
+def compact():
+    """Merge roll-up rows that share a key (left by ``record``'s deltas).
+
+    Rewrites only the days that hold such rows. Returns the number of days.
+    """
+    return max(
+        _compact(DailyUsage, GRAIN, SUMMED),
+        _compact(DailyLatency, (*GRAIN, "bucket"), ("requests",)),
+    )
+
+
+def rebuild_daily_usage():
+    """Deprecated name of ``rebuild`` (kept while callers move over)."""
+    return rebuild()[0]

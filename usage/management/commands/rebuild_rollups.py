@@ -1,11 +1,27 @@
 from django.core.management.base import BaseCommand
 
-from usage.rollups import rebuild_daily_usage
+from usage import rollups
 
 
 class Command(BaseCommand):
-    help = "Rebuild the daily usage roll-up from the raw ledger (in one transaction)."
+    help = "Rebuild the usage roll-ups from the raw ledger (in one transaction)."
 
-    def handle(self, *args, **options):
-        written = rebuild_daily_usage()
-        self.stdout.write(self.style.SUCCESS(f"Rebuilt daily usage: {written} roll-up rows."))
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--compact",
+            action="store_true",
+            help="Only merge roll-up rows that share a key, instead of a full rebuild.",
+        )
+
+    def handle(self, *args, compact=False, **options):
+        if compact:
+            days = rollups.compact()
+            self.stdout.write(self.style.SUCCESS(f"Compacted the roll-ups of {days} days."))
+            return
+        usage_rows, latency_rows = rollups.rebuild()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Rebuilt the roll-ups: {usage_rows} daily usage rows, "
+                f"{latency_rows} latency histogram rows."
+            )
+        )
