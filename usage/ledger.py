@@ -14,9 +14,7 @@ from core.models import AppUser
 
 from . import rollups
 from .models import ModelUsage
-from .pricing import PriceBook
-
-COST_QUANTUM = Decimal("0.00000001")
+from .pricing import COST_QUANTUM, PriceBook
 
 
 def fill_organizations(usages):

@@ -2,10 +2,14 @@
 
 import bisect
 from collections import defaultdict
+from decimal import Decimal
 
 from django.utils import timezone
 
 from .models import ModelPrice, ModelUsage
+
+# Costs are stored with 8 decimal places (USD).
+COST_QUANTUM = Decimal("0.00000001")
 
 
 class PriceBook:
@@ -47,6 +51,7 @@ class PriceBook:
             usage.cost = None
             usage.cost_source = ModelUsage.CostSource.UNPRICED
         else:
-            usage.cost = price.cost_of(usage.prompt_tokens, usage.completion_tokens)
+            cost = price.cost_of(usage.prompt_tokens, usage.completion_tokens)
+            usage.cost = cost.quantize(COST_QUANTUM)
             usage.cost_source = ModelUsage.CostSource.COMPUTED
         return usage

@@ -1,0 +1,488 @@
+"""Every figure the usage and cost pages show, in one place.
+
+Views call these functions and render; they never aggregate themselves.
+Figures come from the roll-ups (``DailyUsage``, ``DailyLatency``), never
+from the raw ledger, so a page costs as much as the days and models it
+shows, not as much as the ledger holds. Days are local days in
+settings.TIME_ZONE, the zone the roll-ups are cut in.
+"""
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db.models import Avg, Count, F, Q, Sum
+from django.utils import timezone
+
+from chats.models import CodeExecution, Message, MessageFeedback
+from core.models import AppUser, Organization
+
+from .models import LATENCY_BUCKETS_MS, Budget, DailyLatency, DailyUsage
+
+THOUSAND = Decimal(1000)
+
+
+# -- the period and scope every figure is computed for ----------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local days ``start`` to ``end``, both included."""
+
+    start: date
+    end: date
+
+    PRESETS = {
+        "today": "Today",
+        "7d": "Last 7 days",
+        "30d": "Last 30 days",
+        "90d": "Last 90 days",
+        "mtd": "Month to date",
+        "custom": "Custom range",
+    }
+
+    @classmethod
+    def preset(cls, name, today=None):
+        today = today or timezone.localdate()
+        if name == "today":
+            return cls(today, today)
+        if name == "mtd":
+            return cls(today.replace(day=1), today)
+        days = {"7d": 7, "30d": 30, "90d": 90}[name]
+        return cls(today - timedelta(days=days - 1), today)
+
+    @property
+    def days(self):
+        return (self.end - self.start).days + 1
+
+    def previous(self):
+        """The period of the same length just before this one."""
+        return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
+
+    def each_day(self):
+        return [self.start + timedelta(days=n) for n in range(self.days)]
+
+    def local_bounds(self):
+        """Aware datetimes [start, end) of the period in the current zone."""
+        zone = timezone.get_current_timezone()
+        start = timezone.make_aware(
+            timezone.datetime.combine(self.start, timezone.datetime.min.time()), zone
+        )
+        end = timezone.make_aware(
+            timezone.datetime.combine(self.end + timedelta(days=1), timezone.datetime.min.time()),
+            zone,
+        )
+        return start, end
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which slice of the ledger: any of organisation, app user, model,
+    provider and source (None = all)."""
+
+    organization_id: int | None = None
+    user_id: int | None = None
+    model_name: str | None = None
+    provider: str | None = None
+    source_id: int | None = None
+
+    def lookups(self):
+        return {
+            name: value
+            for name, value in (
+                ("organization_id", self.organization_id),
+                ("user_id", self.user_id),
+                ("model_name", self.model_name),
+                ("provider", self.provider),
+                ("source_id", self.source_id),
+            )
+            if value not in (None, "")
+        }
+
+    def rows(self, model, period):
+        """Roll-up rows of ``model`` in the period and scope."""
+        return model.objects.filter(
+            day__gte=period.start, day__lte=period.end, **self.lookups()
+        ).order_by()
+
+
+# -- latency percentiles from the histogram ---------------------------------
+
+
+def percentile_from_histogram(counts, q):
+    """The q-th percentile (0–1) of request times from bucket counts.
+
+    Linear interpolation inside the bucket that holds the nearest-rank
+    value; the open last bucket answers its lower bound. Exact to within
+    one bucket of the raw ledger's value (tested).
+    """
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0
+    for bucket in sorted(counts):
+        in_bucket = counts[bucket]
+        if in_bucket <= 0:
+            continue
+        if seen + in_bucket >= rank:
+            lower = LATENCY_BUCKETS_MS[bucket - 1] if bucket > 0 else 0
+            if bucket >= len(LATENCY_BUCKETS_MS):
+                return float(lower)
+            upper = LATENCY_BUCKETS_MS[bucket]
+            return lower + (upper - lower) * (rank - seen) / in_bucket
+        seen += in_bucket
+    return float(LATENCY_BUCKETS_MS[-1])
+
+
+def _histograms(period, scope, *group_by):
+    """{group key: {bucket: requests}} from DailyLatency."""
+    result = {}
+    rows = (
+        scope.rows(DailyLatency, period)
+        .values(*group_by, "bucket")
+        .annotate(n=Sum("requests"))
+        .values_list(*group_by, "bucket", "n")
+    )
+    for *key, bucket, n in rows:
+        result.setdefault(tuple(key), {})[bucket] = n
+    return result
+
+
+# -- totals --------------------------------------------------------------------
+
+SUMS = {
+    "requests": Sum("requests"),
+    "prompt_tokens": Sum("prompt_tokens"),
+    "completion_tokens": Sum("completion_tokens"),
+    "total_tokens": Sum("total_tokens"),
+    "cost": Sum("cost"),
+    "unpriced_requests": Sum("unpriced_requests"),
+    "streaming_requests": Sum("streaming_requests"),
+    "timed_requests": Sum("timed_requests"),
+    "request_time_ms_sum": Sum("request_time_ms_sum"),
+}
+
+
+def _derive(row):
+    """Ratios of summed roll-up columns; missing sums become 0."""
+    for name in SUMS:
+        row[name] = row.get(name) or (Decimal(0) if name == "cost" else 0)
+    tokens = row["total_tokens"]
+    row["cost_per_1k_tokens"] = row["cost"] * THOUSAND / tokens if tokens else None
+    row["avg_latency_ms"] = (
+        row["request_time_ms_sum"] / row["timed_requests"] if row["timed_requests"] else None
+    )
+    row["streaming_share"] = (
+        row["streaming_requests"] / row["requests"] if row["requests"] else None
+    )
+    return row
+
+
+def totals(period, scope):
+    """The overview's headline figures for one period."""
+    rollup = scope.rows(DailyUsage, period)
+    row = _derive(rollup.aggregate(**SUMS))
+    row["active_users"] = (
+        rollup.filter(user_id__isnull=False)
+        .values("user_id")
+        .annotate(n=Sum("requests"))
+        .filter(n__gt=0)
+        .count()
+    )
+    row["p95_latency_ms"] = percentile_from_histogram(_histograms(period, scope).get((), {}), 0.95)
+    return row
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    value: object
+    previous: object
+    kind: str = "number"  # number | money | ms | share
+    change: float | None = field(init=False)
+
+    def __post_init__(self):
+        if self.value is None or self.previous in (None, 0):
+            self.change = None
+        else:
+            self.change = float(
+                (Decimal(self.value) - Decimal(self.previous)) / Decimal(self.previous)
+            )
+
+
+HEADLINE = [
+    ("cost", "Total cost", "money"),
+    ("prompt_tokens", "Input tokens", "number"),
+    ("completion_tokens", "Output tokens", "number"),
+    ("requests", "Requests", "number"),
+    ("active_users", "Active app users", "number"),
+    ("cost_per_1k_tokens", "Cost per 1,000 tokens", "money"),
+    ("avg_latency_ms", "Average latency", "ms"),
+    ("p95_latency_ms", "p95 latency", "ms"),
+    ("streaming_share", "Streaming share", "share"),
+]
+
+
+def headline(period, scope):
+    """Headline figures with their change against the previous period."""
+    now, before = totals(period, scope), totals(period.previous(), scope)
+    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in HEADLINE]
+
+
+# -- series for the charts -----------------------------------------------------
+
+
+def cost_per_day_by_model(period, scope):
+    """[(day, model_name, cost)] ordered by day."""
+    return list(
+        scope.rows(DailyUsage, period)
+        .values("day", "model_name")
+        .annotate(cost=Sum("cost"))
+        .order_by("day", "model_name")
+        .values_list("day", "model_name", "cost")
+    )
+
+
+def tokens_per_day(period, scope):
+    """[(day, input tokens, output tokens)] for every day of the period."""
+    found = {
+        day: (prompt, completion)
+        for day, prompt, completion in scope.rows(DailyUsage, period)
+        .values("day")
+        .annotate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+        .values_list("day", "p", "c")
+    }
+    return [(day, *found.get(day, (0, 0))) for day in period.each_day()]
+
+
+def cost_by_provider(period, scope):
+    """[(provider, cost)] most expensive first."""
+    return list(
+        scope.rows(DailyUsage, period)
+        .values("provider")
+        .annotate(cost=Sum("cost"))
+        .order_by("-cost", "provider")
+        .values_list("provider", "cost")
+    )
+
+
+def top_users(period, scope, limit=10):
+    """The app users who cost most: [{user_id, label, cost, tokens, requests}]."""
+    rows = list(
+        scope.rows(DailyUsage, period)
+        .filter(user_id__isnull=False)
+        .values("user_id")
+        .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"), requests=Sum("requests"))
+        .filter(requests__gt=0)
+        .order_by(F("cost").desc(nulls_last=True), "user_id")[:limit]
+    )
+    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in rows])}
+    for row in rows:
+        row["label"] = labels.get(row["user_id"], f"deleted app user {row['user_id']}")
+    return rows
+
+
+def top_organizations(period, scope, limit=10):
+    """The organisations that cost most: [{organization_id, label, cost, …}]."""
+    rows = list(
+        scope.rows(DailyUsage, period)
+        .filter(organization_id__isnull=False)
+        .values("organization_id")
+        .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"), requests=Sum("requests"))
+        .filter(requests__gt=0)
+        .order_by(F("cost").desc(nulls_last=True), "organization_id")[:limit]
+    )
+    labels = dict(
+        Organization.objects.filter(pk__in=[r["organization_id"] for r in rows]).values_list(
+            "pk", "name"
+        )
+    )
+    for row in rows:
+        row["label"] = labels.get(row["organization_id"], f"organisation {row['organization_id']}")
+    return rows
+
+
+# -- the models table ------------------------------------------------------
+
+
+MODEL_COLUMNS = {
+    "model": ("model_name", "provider"),
+    "requests": ("requests",),
+    "input": ("prompt_tokens",),
+    "output": ("completion_tokens",),
+    "cost": ("cost",),
+    "cost_per_1k": ("cost_per_1k_tokens",),
+    "latency": ("avg_latency_ms",),
+    "p95": ("p95_latency_ms",),
+    "rating": ("avg_rating",),
+    "code_success": ("code_success_rate",),
+    "mistakes": ("mistake_share",),
+}
+
+
+def _quality_by_model(period, scope):
+    """Feedback, code-execution and mistake figures per model name.
+
+    These live on chats' tables, which carry a model name (and for feedback
+    and executions a provider); they are matched to the ledger by model name.
+    """
+    start, end = period.local_bounds()
+    in_period = Q(created_at__gte=start, created_at__lt=end)
+    feedback = MessageFeedback.objects.filter(in_period, rating__isnull=False)
+    executions = CodeExecution.objects.filter(in_period, model_name__isnull=False)
+    assistant = Message.objects.filter(in_period, role="assistant", model_name__isnull=False)
+    if scope.user_id:
+        feedback = feedback.filter(message__chat__user_id=scope.user_id)
+        executions = executions.filter(chat__user_id=scope.user_id)
+        assistant = assistant.filter(chat__user_id=scope.user_id)
+    if scope.organization_id:
+        feedback = feedback.filter(message__chat__organization_id=scope.organization_id)
+        executions = executions.filter(chat__organization_id=scope.organization_id)
+        assistant = assistant.filter(chat__organization_id=scope.organization_id)
+    if scope.source_id:
+        feedback = feedback.filter(source_id=scope.source_id)
+        executions = executions.filter(source_id=scope.source_id)
+        assistant = assistant.filter(source_id=scope.source_id)
+    ratings = dict(
+        feedback.values("model_name").annotate(a=Avg("rating")).values_list("model_name", "a")
+    )
+    success = {
+        name: ok / n
+        for name, ok, n in executions.values("model_name")
+        .annotate(ok=Count("id", filter=Q(is_successful=True)), n=Count("id"))
+        .values_list("model_name", "ok", "n")
+    }
+    mistakes = {
+        name: bad / n
+        for name, bad, n in assistant.values("model_name")
+        .annotate(bad=Count("id", filter=Q(is_mistake=True)), n=Count("id"))
+        .values_list("model_name", "bad", "n")
+    }
+    return ratings, success, mistakes
+
+
+def models_table(period, scope, sort="-cost"):
+    """One row per model and provider with usage, cost, latency and quality."""
+    rows = [
+        _derive(row)
+        for row in scope.rows(DailyUsage, period)
+        .values("model_name", "provider")
+        .annotate(**SUMS)
+        .filter(requests__gt=0)
+    ]
+    histograms = _histograms(period, scope, "model_name", "provider")
+    ratings, success, mistakes = _quality_by_model(period, scope)
+    for row in rows:
+        name = row["model_name"]
+        row["p95_latency_ms"] = percentile_from_histogram(
+            histograms.get((name, row["provider"]), {}), 0.95
+        )
+        row["avg_rating"] = ratings.get(name)
+        row["code_success_rate"] = success.get(name)
+        row["mistake_share"] = mistakes.get(name)
+    return sort_rows(rows, sort)
+
+
+def sort_rows(rows, sort):
+    """Sort by a MODEL_COLUMNS key, '-' for descending; None values last."""
+    descending = sort.startswith("-")
+    keys = MODEL_COLUMNS.get(sort.lstrip("-"), MODEL_COLUMNS["cost"])
+
+    def key(row):
+        values = tuple(row[k] for k in keys)
+        missing = any(v is None for v in values)
+        return (missing, values if not missing else ())
+
+    present = sorted((r for r in rows if not key(r)[0]), key=key, reverse=descending)
+    return present + [r for r in rows if key(r)[0]]
+
+
+# -- one app user or organisation --------------------------------------------
+
+
+def cost_per_day(period, scope):
+    """[(day, cost)] for every day of the period (0 on empty days)."""
+    found = dict(
+        scope.rows(DailyUsage, period)
+        .values("day")
+        .annotate(cost=Sum("cost"))
+        .values_list("day", "cost")
+    )
+    return [(day, found.get(day) or Decimal(0)) for day in period.each_day()]
+
+
+def cost_by_model(period, scope):
+    """[(model_name, provider, cost, tokens, requests)] most expensive first."""
+    return list(
+        scope.rows(DailyUsage, period)
+        .values("model_name", "provider")
+        .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"), requests=Sum("requests"))
+        .filter(requests__gt=0)
+        .order_by(F("cost").desc(nulls_last=True), "model_name")
+        .values_list("model_name", "provider", "cost", "tokens", "requests")
+    )
+
+
+# -- budgets ---------------------------------------------------------------
+
+
+@dataclass
+class BudgetStatus:
+    budget: Budget
+    spent: Decimal
+    projected: Decimal
+    share: float
+
+    @property
+    def state(self):
+        if self.spent > self.budget.monthly_limit:
+            return "over"
+        if self.share >= float(self.budget.alert_threshold):
+            return "alert"
+        return "ok"
+
+
+def budget_statuses(today=None, scope=None):
+    """Every budget's month-to-date spend and month-end projection.
+
+    The projection is the run rate: spend so far / days elapsed × days in
+    the month. Worst first.
+    """
+    today = today or timezone.localdate()
+    month = Period(today.replace(day=1), today)
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    budgets = Budget.objects.select_related("organization", "user")
+    if scope and scope.organization_id:
+        budgets = budgets.filter(organization_id=scope.organization_id)
+    if scope and scope.user_id:
+        budgets = budgets.filter(user_id=scope.user_id)
+    budgets = list(budgets)
+    rollup = Scope().rows(DailyUsage, month)
+    by_org = dict(
+        rollup.filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
+        .values("organization_id")
+        .annotate(c=Sum("cost"))
+        .values_list("organization_id", "c")
+    )
+    by_user = dict(
+        rollup.filter(user_id__in=[b.user_id for b in budgets if b.user_id])
+        .values("user_id")
+        .annotate(c=Sum("cost"))
+        .values_list("user_id", "c")
+    )
+    statuses = []
+    for budget in budgets:
+        spent = (
+            by_org.get(budget.organization_id)
+            if budget.organization_id
+            else by_user.get(budget.user_id)
+        ) or Decimal(0)
+        projected = spent / month.days * days_in_month
+        limit = budget.monthly_limit
+        share = float(spent / limit) if limit else (float("inf") if spent else 0.0)
+        statuses.append(BudgetStatus(budget, spent, projected, share))
+    statuses.sort(key=lambda s: -s.share)
+    return statuses

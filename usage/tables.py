@@ -1,0 +1,57 @@
+"""Tables of the usage pages: one definition serves the HTML and the CSV."""
+
+import csv
+from dataclasses import dataclass, field
+
+from django.http import StreamingHttpResponse
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str = "text"  # text | number | money | ms | share | rating | date
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list
+    rows: list
+    # row → URL of the row's page (or None)
+    link: object = None
+    link_key: str | None = None
+    sortable: bool = False
+    note: str = ""
+    cells: list = field(init=False)
+
+    def __post_init__(self):
+        self.cells = [
+            {
+                "values": [(column, row.get(column.key)) for column in self.columns],
+                "url": self.link(row) if self.link else None,
+            }
+            for row in self.rows
+        ]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_response(table, filename):
+    """Stream a table as CSV: raw values, one header row."""
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow([column.label for column in table.columns])
+        for row in table.rows:
+            yield writer.writerow(
+                ["" if row.get(c.key) is None else row.get(c.key) for c in table.columns]
+            )
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+    return response
