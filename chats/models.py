@@ -99,7 +99,7 @@ class Message(Imported):
     mistake_flagged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(Imported.Meta):
-        ordering = ["chat", "created_at", "id"]
+        ordering = ["created_at", "id"]
         permissions = [("flag_mistake", "Can flag assistant messages as mistakes")]
         constraints = [
             *Imported.Meta.constraints,

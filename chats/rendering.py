@@ -1,0 +1,61 @@
+"""Message text → safe HTML: markdown rendered, then sanitised.
+
+markdown-it-py (CommonMark) renders with raw HTML disabled, so markup in a
+message shows as text; nh3 then keeps only an allow-list of tags and
+attributes and http(s)/mailto links, so no script, event handler or
+javascript: URL survives whatever the renderer lets through. Rendered HTML
+is cached by content hash: a transcript re-renders nothing it has shown.
+"""
+
+import hashlib
+
+import nh3
+from django.core.cache import cache
+from django.utils.safestring import mark_safe
+from markdown_it import MarkdownIt
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+TAGS = {
+    "p", "br", "hr", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td",
+    "del", "img",
+}  # fmt: skip
+ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "code": {"class"}}
+URL_SCHEMES = {"http", "https", "mailto"}
+CACHE_SECONDS = 24 * 3600
+
+
+def sanitise(html):
+    """Keep only safe markup (used for any HTML we did not write ourselves)."""
+    return nh3.clean(
+        html,
+        tags=TAGS,
+        attributes=ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+def render_markdown(text):
+    """Markdown text → sanitised HTML, marked safe for templates."""
+    return mark_safe(sanitise(_markdown.render(text or "")))  # noqa: S308 (sanitised by nh3)
+
+
+def _key(text):
+    return "md:" + hashlib.blake2b((text or "").encode(), digest_size=16).hexdigest()
+
+
+def render_many(texts):
+    """Render several texts, reusing cached results: {text: safe HTML}."""
+    keys = {text: _key(text) for text in texts}
+    cached = cache.get_many(list(set(keys.values())))
+    result, fresh = {}, {}
+    for text, key in keys.items():
+        html = cached.get(key)
+        if html is None:
+            html = fresh[key] = sanitise(_markdown.render(text or ""))
+        result[text] = mark_safe(html)  # noqa: S308 (sanitised by nh3)
+    if fresh:
+        cache.set_many(fresh, CACHE_SECONDS)
+    return result
