@@ -1,0 +1,235 @@
+"""Admin of the LLM usage ledger, prices, budgets and roll-ups.
+
+The ledger and the roll-ups are big tables: model and provider filters take
+their choices from the price list, dates from fixed recent periods. The
+roll-ups are rebuilt from the ledger (``manage.py rebuild_rollups``), so their
+admin is view-only.
+"""
+
+from django.contrib import admin
+from django.db import transaction
+
+from core.admin_tools import (
+    PROVENANCE,
+    BaseAdmin,
+    BigTableAdmin,
+    ModelNameFilter,
+    ProviderFilter,
+    ReadOnlyAdminMixin,
+    RecentPeriodFilter,
+    RelatedIdFilter,
+)
+from usage import ledger, rollups
+from usage.models import (
+    LATENCY_BUCKETS_MS,
+    Budget,
+    DailyLatency,
+    DailyUsage,
+    ModelPrice,
+    ModelUsage,
+    PerformanceMetric,
+    QueryAnalytics,
+)
+
+
+@admin.register(ModelUsage)
+class ModelUsageAdmin(BigTableAdmin):
+    """The ledger of LLM calls. Admins may correct a row (cost included).
+
+    Every write keeps the roll-ups in step, in the same transaction, as
+    usage.ledger does for importers: a new row goes through
+    ``ledger.add_usage`` (priced, attributed, counted); a change takes the
+    old row out of the roll-ups and puts the new one in; a deletion takes
+    the rows out.
+    """
+
+    list_display = (
+        "timestamp",
+        "model_name",
+        "provider",
+        "user",
+        "organization",
+        "total_tokens",
+        "cost",
+        "cost_source",
+        "request_time_ms",
+        "source",
+    )
+    list_select_related = ("user", "organization", "source")
+    list_filter = (
+        RecentPeriodFilter.for_field("timestamp"),
+        ModelNameFilter,
+        ProviderFilter,
+        "cost_source",
+        "is_streaming",
+        "organization",
+        RelatedIdFilter.for_field("user"),
+        RelatedIdFilter.for_field("chat"),
+        "source",
+    )
+    search_fields = ("model_name__exact",)  # usage_mu_model_ts_idx
+    ordering = ("-timestamp",)  # usage_mu_ts_idx
+    sortable_by = ("timestamp",)
+    raw_id_fields = ("chat",)
+    autocomplete_fields = ("user", "organization")
+    fieldsets = (
+        (None, {"fields": ("timestamp", "model_name", "provider", "is_streaming")}),
+        ("Who", {"fields": ("user", "organization", "chat")}),
+        (
+            "Tokens and cost",
+            {
+                "fields": (
+                    ("prompt_tokens", "completion_tokens", "total_tokens"),
+                    ("cost", "cost_source"),
+                    ("query_size", "response_size", "request_time_ms"),
+                )
+            },
+        ),
+        PROVENANCE,
+    )
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            ledger.add_usage([obj])
+            return
+        with transaction.atomic():
+            before = ModelUsage.objects.select_for_update().get(pk=obj.pk)
+            super().save_model(request, obj, form, change)
+            rollups.record([before], sign=-1)
+            rollups.record([obj])
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            rollups.record([obj], sign=-1)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            rollups.record(list(queryset), sign=-1)
+            super().delete_queryset(request, queryset)
+
+
+@admin.register(QueryAnalytics)
+class QueryAnalyticsAdmin(BigTableAdmin):
+    """text-to-sql questions; tokens and cost are in the linked ledger row."""
+
+    list_display = (
+        "__str__",
+        "user",
+        "success",
+        "row_count",
+        "execution_time",
+        "chart_type",
+        "timestamp",
+    )
+    list_select_related = ("user",)
+    list_filter = (
+        RecentPeriodFilter.for_field("timestamp"),
+        "success",
+        RelatedIdFilter.for_field("user"),
+        "source",
+    )
+    search_fields = ("query_id__exact", "question")
+    ordering = ("-timestamp",)  # usage_qa_ts_idx
+    sortable_by = ("timestamp",)
+    raw_id_fields = ("usage",)
+    autocomplete_fields = ("user",)
+    pre_text_fields = ("sql_query",)
+
+
+@admin.register(PerformanceMetric)
+class PerformanceMetricAdmin(BigTableAdmin):
+    list_display = ("metric_name", "metric_value", "metric_unit", "timestamp", "source")
+    list_select_related = ("source",)
+    list_filter = (RecentPeriodFilter.for_field("timestamp"), "source")
+    search_fields = ("metric_name__exact",)
+    # usage_perf_name_ts_idx: one metric over time, the only index of the table.
+    ordering = ("metric_name", "-timestamp")
+    sortable_by = ()
+    pretty_json_fields = ("additional_data",)
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(BaseAdmin):
+    """Prices per million tokens; the model and provider filters read them."""
+
+    list_display = (
+        "model_name",
+        "provider",
+        "input_per_million",
+        "output_per_million",
+        "effective_from",
+    )
+    list_filter = ("provider",)
+    search_fields = ("model_name", "provider")
+    ordering = ("model_name", "provider", "-effective_from")
+    date_hierarchy = "effective_from"
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Budget)
+class BudgetAdmin(BaseAdmin):
+    list_display = ("__str__", "organization", "user", "monthly_limit", "alert_threshold")
+    list_select_related = ("organization", "user")
+    list_filter = ("organization",)
+    search_fields = ("organization__name", "user__email")
+    ordering = ("-monthly_limit",)
+    autocomplete_fields = ("organization", "user")
+    readonly_fields = ("created_at",)
+
+
+class RollupAdmin(ReadOnlyAdminMixin, BigTableAdmin):
+    """A roll-up of the ledger: view-only, rebuilt by a command."""
+
+    list_select_related = ("user", "organization", "source")
+    list_filter = (
+        RecentPeriodFilter.for_field("day"),
+        ModelNameFilter,
+        ProviderFilter,
+        "organization",
+        RelatedIdFilter.for_field("user"),
+        "source",
+    )
+    search_fields = ("model_name__exact",)
+    autocomplete_fields = ("user", "organization", "source")
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(RollupAdmin):
+    list_display = (
+        "day",
+        "model_name",
+        "provider",
+        "user",
+        "organization",
+        "source",
+        "requests",
+        "total_tokens",
+        "cost",
+        "unpriced_requests",
+    )
+    ordering = ("-day",)  # usage_daily_day_model_idx
+    sortable_by = ("day",)
+
+
+@admin.register(DailyLatency)
+class DailyLatencyAdmin(RollupAdmin):
+    list_display = (
+        "day",
+        "model_name",
+        "provider",
+        "bucket_range",
+        "requests",
+        "user",
+        "organization",
+        "source",
+    )
+    ordering = ("-day", "bucket")  # usage_lat_day_model_idx
+    sortable_by = ("day",)
+
+    @admin.display(description="request time", ordering="bucket")
+    def bucket_range(self, obj):
+        bounds = (0, *LATENCY_BUCKETS_MS)
+        if obj.bucket >= len(LATENCY_BUCKETS_MS):
+            return f"≥ {bounds[-1]:,} ms"
+        return f"{bounds[obj.bucket]:,}–{bounds[obj.bucket + 1]:,} ms"
