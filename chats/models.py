@@ -228,6 +228,10 @@ class UploadedFile(Imported):
 
     class Meta(Imported.Meta):
         ordering = ["-upload_timestamp"]
+        indexes = [
+            # uploaded-file changelist, newest first
+            models.Index(fields=["-upload_timestamp"], name="chats_file_uploaded_idx"),
+        ]
 
     def __str__(self):
         return self.filename

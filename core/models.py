@@ -116,6 +116,10 @@ class AppUser(Imported):
     class Meta(Imported.Meta):
         verbose_name = "app user"
         ordering = ["-created_at"]
+        indexes = [
+            # app user changelist, newest first
+            models.Index(fields=["-created_at"], name="core_appuser_created_idx"),
+        ]
         constraints = [
             *Imported.Meta.constraints,
             models.UniqueConstraint(
@@ -409,6 +413,10 @@ class UserTemplatePreference(Imported):
             models.UniqueConstraint(
                 fields=["user", "template"], name="core_usertemplatepref_user_template_uniq"
             ),
+        ]
+        indexes = [
+            # preference changelist, newest first
+            models.Index(fields=["-created_at"], name="core_usertplpref_created_idx"),
         ]
 
     def __str__(self):

@@ -22,6 +22,7 @@ MANAGERS = STAFF + [
     "usage.export_usage",
     "usage.view_modelusage",
     "usage.view_dailyusage",
+    "usage.view_dailylatency",
     "usage.view_queryanalytics",
     "usage.view_performancemetric",
     "usage.view_modelprice",

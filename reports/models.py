@@ -88,6 +88,10 @@ class AnalysisResult(Imported):
 
     class Meta(Imported.Meta):
         ordering = ["-created_at"]
+        indexes = [
+            # analysis-result changelist, newest first
+            models.Index(fields=["-created_at"], name="reports_result_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.analysis_type} result {self.pk}"

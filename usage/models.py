@@ -142,6 +142,8 @@ class PerformanceMetric(Imported):
         indexes = [
             # one metric over time
             models.Index(fields=["metric_name", "-timestamp"], name="usage_perf_name_ts_idx"),
+            # performance-metric changelist and its recent-period filter
+            models.Index(fields=["-timestamp"], name="usage_perf_ts_idx"),
         ]
 
     def __str__(self):
