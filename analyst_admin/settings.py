@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_filters",
+    # the ingest API; listed so its Swagger UI assets are served locally, not from a CDN
+    "ninja",
     "core",
     "chats",
     "usage",
@@ -131,6 +133,11 @@ STORAGES = {
 }
 
 LOGIN_URL = "admin:login"
+
+# Ingest API (/api/v1/): the largest request body accepted, in bytes; larger
+# ones are answered 413 before they are read (core/api/errors.py). Batches are
+# also capped at 1,000 items (core/api/schemas.py).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 
 # Security: secure by default outside DEBUG; a reverse proxy terminating TLS
 # sets X-Forwarded-Proto.

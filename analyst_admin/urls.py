@@ -2,8 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from core.api import api as ingest_api
+from core.api import docs as ingest_docs
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/dashboards/", include("usage.urls")),
+    path("admin/review/", include("chats.urls")),
     path("admin/", admin.site.urls),
+    # the ingest API; its interactive docs are for logged-in staff
+    path("api/v1/docs", ingest_docs, name="api-docs"),
+    path("api/v1/", ingest_api.urls),
 ]

@@ -1,0 +1,63 @@
+"""The ingest API (/api/v1/): applications push usage, chats and feedback.
+
+django-ninja builds the views and the OpenAPI document from the schemas in
+``schemas.py``; ``auth.py`` checks the API key, ``writers.py`` writes,
+``errors.py`` says no. The OpenAPI document (/api/v1/openapi.json) is public,
+so clients can generate code from it; the interactive docs (/api/v1/docs)
+are for logged-in staff only.
+"""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from ninja import NinjaAPI
+from ninja.openapi.views import openapi_view
+
+from . import routers
+from .errors import install_handlers, limit_body
+from .schemas import MAX_ITEMS, MAX_MESSAGES
+
+DESCRIPTION = f"""
+Batch endpoints for applications that push their data into Analyst Admin.
+
+**Authentication.** Send an API key as `Authorization: Bearer <key>` or
+`X-API-Key: <key>`. The key must be active, unexpired and linked to an ingest
+source: every row sent with it belongs to that source. Unknown, revoked or
+expired keys get 401; a key without an ingest source or without the
+endpoint's scope gets 403. A key whose `permissions` is a list must contain
+the scope (`usage:write`, `chats:write`, `feedback:write`); null or empty
+permissions grant every ingest scope.
+
+**Batches.** Each endpoint takes `{{"items": [...]}}` with 1 to {MAX_ITEMS}
+items (POST /chats: at most {MAX_MESSAGES} messages in all). A batch is
+written in one transaction, all or nothing. Any invalid item refuses the
+whole batch: 422 lists every field error with its path (`items.3.rating`)
+and every refused item with its reasons. Items that name a user, chat or
+message the source never sent are refused the same way.
+
+**Idempotency.** Items are matched by the client's `id` within the key's
+source: sending a batch again creates nothing; a changed item is updated.
+The response counts items created, updated and unchanged.
+
+**Limits.** Bodies over the server's limit (API_MAX_BODY_BYTES, 5 MB by
+default) get 413; a body that is not JSON gets 400; a conflict with a
+concurrent write of the same ids gets 409 (send again). Times must carry a
+time zone.
+"""
+
+api = NinjaAPI(
+    title="Analyst Admin ingest API",
+    version="1",
+    description=DESCRIPTION,
+    urls_namespace="api-v1",
+    docs_url=None,  # served by ``docs`` below, for staff only
+)
+install_handlers(api)
+api.add_decorator(limit_body, mode="view")
+api.add_router("/usage", routers.usage)
+api.add_router("/chats", routers.chats)
+api.add_router("/feedback", routers.feedback)
+
+
+@staff_member_required
+def docs(request):
+    """Swagger UI of the API, for logged-in staff (its assets come from the ninja app)."""
+    return openapi_view(request, api=api)
