@@ -10,7 +10,9 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connections
 from django.db.models import Exists, OuterRef
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from chats import search
@@ -97,6 +99,31 @@ class ChatFeedbackFilter(admin.SimpleListFilter):
         return queryset
 
 
+class FailedCodeFilter(admin.SimpleListFilter):
+    """Chats with a failed code execution."""
+
+    title = "code executions"
+    parameter_name = "failed_code"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With failed code"), ("no", "Without failed code")]
+
+    def queryset(self, request, queryset):
+        failed = Exists(CodeExecution.objects.filter(chat=OuterRef("pk"), is_successful=False))
+        if self.value() == "yes":
+            return queryset.filter(failed)
+        if self.value() == "no":
+            return queryset.exclude(failed)
+        return queryset
+
+
+def transcript_link(chat_id, message_id=None, label="Read as conversation"):
+    url = reverse("review:transcript", args=[chat_id])
+    if message_id is not None:
+        url = f"{url}?at={message_id}#message-{message_id}"
+    return format_html('<a href="{}">{}</a>', url, label)
+
+
 class RatingFilter(admin.SimpleListFilter):
     """Fixed choices: a plain filter on rating would SELECT DISTINCT it."""
 
@@ -149,12 +176,14 @@ class ChatAdmin(BigTableAdmin):
         "last_message_at",
         "created_at",
         "source",
+        "transcript",
     )
     list_select_related = ("user", "organization", "source")
     list_filter = (
         RecentPeriodFilter.for_field("created_at"),
         HasMistakeFilter,
         ChatFeedbackFilter,
+        FailedCodeFilter,
         "starred",
         "is_active",
         "organization",
@@ -165,10 +194,10 @@ class ChatAdmin(BigTableAdmin):
     ordering = ("-created_at",)  # chats_chat_created_idx
     sortable_by = ("created_at",)
     autocomplete_fields = ("user", "organization")
-    readonly_fields = ("message_count", "last_message_at", "created_at", "updated_at")
+    readonly_fields = ("transcript", "message_count", "last_message_at", "created_at", "updated_at")
     pretty_json_fields = ("metadata",)
     fieldsets = (
-        (None, {"fields": ("title", "user", "organization", "starred", "is_active")}),
+        (None, {"fields": ("transcript", "title", "user", "organization", "starred", "is_active")}),
         (
             "Dates",
             {"fields": ("created_at", "updated_at", "last_message_at", "expires_at")},
@@ -177,6 +206,10 @@ class ChatAdmin(BigTableAdmin):
         PROVENANCE,
     )
     inlines = (MessageInline, UploadedFileInline)
+
+    @admin.display(description="transcript")
+    def transcript(self, obj):
+        return transcript_link(obj.pk, label="Read") if obj.pk else "–"
 
 
 class FeedbackInline(ReadOnlyInlineMixin, admin.StackedInline):
@@ -213,7 +246,15 @@ class MessageAdmin(MessageTextSearchMixin, BigTableAdmin):
     page audits them (``flag_mistake`` / ``clear_mistake``).
     """
 
-    list_display = ("__str__", "chat", "role", "model_name", "is_mistake", "created_at")
+    list_display = (
+        "__str__",
+        "chat",
+        "role",
+        "model_name",
+        "is_mistake",
+        "created_at",
+        "in_transcript",
+    )
     list_select_related = ("chat",)
     list_filter = (
         RecentPeriodFilter.for_field("created_at"),
@@ -227,11 +268,23 @@ class MessageAdmin(MessageTextSearchMixin, BigTableAdmin):
     ordering = ("-created_at",)  # chats_msg_created_idx
     sortable_by = ("created_at",)
     raw_id_fields = ("chat", "mistake_flagged_by")
-    readonly_fields = ("mistake_flagged_by", "mistake_flagged_at")
+    readonly_fields = ("in_transcript", "mistake_flagged_by", "mistake_flagged_at")
     pretty_json_fields = ("context_data", "query_result")
     pre_text_fields = ("sql_query",)
     fieldsets = (
-        (None, {"fields": ("chat", "role", "content", "created_at", "sequence_number")}),
+        (
+            None,
+            {
+                "fields": (
+                    "in_transcript",
+                    "chat",
+                    "role",
+                    "content",
+                    "created_at",
+                    "sequence_number",
+                )
+            },
+        ),
         (
             "Mistake",
             {"fields": ("is_mistake", "mistake_note", "mistake_flagged_by", "mistake_flagged_at")},
@@ -274,6 +327,10 @@ class MessageAdmin(MessageTextSearchMixin, BigTableAdmin):
 
     def has_flag_mistake_permission(self, request):
         return request.user.has_perm(FLAG_PERMISSION)
+
+    @admin.display(description="transcript")
+    def in_transcript(self, obj):
+        return transcript_link(obj.chat_id, obj.pk, label="Open") if obj.pk else "–"
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))

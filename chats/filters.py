@@ -30,7 +30,9 @@ class FeedbackQueueFilter(django_filters.FilterSet):
         field_name="created_at", lookup_expr="date__lte", label="To", widget=DATE
     )
     mistake = django_filters.BooleanFilter(
-        field_name="message__is_mistake", label="Flagged as mistake"
+        field_name="message__is_mistake",
+        label="Flagged as mistake",
+        widget=forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")]),
     )
 
     class Meta:
