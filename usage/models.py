@@ -253,17 +253,28 @@ class DailyUsage(models.Model):
     model_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=50)
     user = models.ForeignKey(
-        AppUser, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+        AppUser,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     organization = models.ForeignKey(
         Organization,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         null=True,
+        blank=True,
         related_name="+",
     )
     source = models.ForeignKey(
-        Source, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+        Source,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -317,17 +328,28 @@ class DailyLatency(models.Model):
     model_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=50)
     user = models.ForeignKey(
-        AppUser, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+        AppUser,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     organization = models.ForeignKey(
         Organization,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         null=True,
+        blank=True,
         related_name="+",
     )
     source = models.ForeignKey(
-        Source, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+        Source,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     bucket = models.SmallIntegerField()
     requests = models.BigIntegerField(default=0)
