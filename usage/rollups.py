@@ -196,7 +196,3 @@ def compact():
         _compact(DailyLatency, (*GRAIN, "bucket"), ("requests",)),
     )
 
-
-def rebuild_daily_usage():
-    """Deprecated name of ``rebuild`` (kept while callers move over)."""
-    return rebuild()[0]
