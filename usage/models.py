@@ -242,11 +242,11 @@ class Budget(models.Model):
         return f"${self.monthly_limit}/month for {target}"
 
 
-class DailyUsage(models.Model):
-    """Roll-up of the ledger per day (in TIME_ZONE), model, provider, app user,
-    organisation and source. Dashboards read this, never the raw ledger.
-
-    Rebuilt from the ledger by ``manage.py rebuild_rollups``.
+class RollupGrain(models.Model):
+    """The key both roll-ups share: a local day, model, provider, app user,
+    organisation and source. Foreign keys without database constraints:
+    deleting a user or organisation nulls its roll-up rows (usage.signals)
+    as it nulls its ledger rows.
     """
 
     day = models.DateField()
@@ -276,6 +276,18 @@ class DailyUsage(models.Model):
         blank=True,
         related_name="+",
     )
+
+    class Meta:
+        abstract = True
+
+
+class DailyUsage(RollupGrain):
+    """Roll-up of the ledger per day (in TIME_ZONE), model, provider, app user,
+    organisation and source. Dashboards read this, never the raw ledger.
+
+    Rebuilt from the ledger by ``manage.py rebuild_rollups``.
+    """
+
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
@@ -319,38 +331,11 @@ def latency_bucket(ms):
     return len(LATENCY_BUCKETS_MS)
 
 
-class DailyLatency(models.Model):
+class DailyLatency(RollupGrain):
     """Histogram of request times per roll-up key, for latency percentiles
     without the raw ledger: requests per bucket (see LATENCY_BUCKETS_MS).
     """
 
-    day = models.DateField()
-    model_name = models.CharField(max_length=100)
-    provider = models.CharField(max_length=50)
-    user = models.ForeignKey(
-        AppUser,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    organization = models.ForeignKey(
-        Organization,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    source = models.ForeignKey(
-        Source,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
     bucket = models.SmallIntegerField()
     requests = models.BigIntegerField(default=0)
 
