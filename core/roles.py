@@ -23,6 +23,8 @@ MANAGERS = STAFF + [
     "usage.view_modelusage",
     "usage.view_dailyusage",
     "usage.view_dailylatency",
+    "usage.view_dailymodelusage",
+    "usage.view_dailymodellatency",
     "usage.view_queryanalytics",
     "usage.view_performancemetric",
     "usage.view_modelprice",

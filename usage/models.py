@@ -242,51 +242,47 @@ class Budget(models.Model):
         return f"${self.monthly_limit}/month for {target}"
 
 
+def _rollup_key(model, **extra):
+    return models.ForeignKey(
+        model,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        **extra,
+    )
+
+
 class RollupGrain(models.Model):
-    """The key both roll-ups share: a local day, model, provider, app user,
+    """The key every roll-up has: a local day (TIME_ZONE), model, provider,
     organisation and source. Foreign keys without database constraints:
-    deleting a user or organisation nulls its roll-up rows (usage.signals)
-    as it nulls its ledger rows.
+    deleting an organisation nulls its roll-up rows (usage.signals) as it
+    nulls its ledger rows.
     """
 
     day = models.DateField()
     model_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=50)
-    user = models.ForeignKey(
-        AppUser,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    organization = models.ForeignKey(
-        Organization,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    source = models.ForeignKey(
-        Source,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    organization = _rollup_key(Organization)
+    source = _rollup_key(Source)
 
     class Meta:
         abstract = True
 
 
-class DailyUsage(RollupGrain):
-    """Roll-up of the ledger per day (in TIME_ZONE), model, provider, app user,
-    organisation and source. Dashboards read this, never the raw ledger.
+class UserGrain(RollupGrain):
+    """The roll-up key with the app user (null for anonymous usage)."""
 
-    Rebuilt from the ledger by ``manage.py rebuild_rollups``.
-    """
+    user = _rollup_key(AppUser)
+
+    class Meta:
+        abstract = True
+
+
+class UsageMeasures(models.Model):
+    """What a usage roll-up row sums. Readers always SUM these over the grain
+    (writers append delta rows)."""
 
     requests = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -299,10 +295,22 @@ class DailyUsage(RollupGrain):
     request_time_ms_sum = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DailyUsage(UserGrain, UsageMeasures):
+    """Roll-up of the ledger per day, model, provider, app user, organisation
+    and source: the pages that name an app user (user page, top users,
+    active users, a user filter) read it.
+
+    Rebuilt from the ledger by ``manage.py rebuild_rollups``.
+    """
+
+    class Meta:
         verbose_name = "daily usage roll-up"
         ordering = ["-day"]
         indexes = [
-            # every dashboard: a period of days, grouped by model / provider
+            # a period of days, grouped by model / provider
             models.Index(
                 fields=["day", "model_name", "provider"], name="usage_daily_day_model_idx"
             ),
@@ -310,6 +318,26 @@ class DailyUsage(RollupGrain):
             models.Index(fields=["user", "day"], name="usage_daily_user_day_idx"),
             # organisation page and top organisations
             models.Index(fields=["organization", "day"], name="usage_daily_org_day_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.model_name}"
+
+
+class DailyModelUsage(RollupGrain, UsageMeasures):
+    """Roll-up per day, model, provider, organisation and source — without the
+    app user, so its size grows with days × models × organisations, not with
+    users: the overview and models page read it when no app user is named.
+    """
+
+    class Meta:
+        verbose_name = "daily usage roll-up by model"
+        ordering = ["-day"]
+        indexes = [
+            # overview and models page: a period of days by model / provider
+            models.Index(fields=["day", "model_name", "provider"], name="usage_dmu_day_model_idx"),
+            # organisation page
+            models.Index(fields=["organization", "day"], name="usage_dmu_org_day_idx"),
         ]
 
     def __str__(self):
@@ -331,13 +359,22 @@ def latency_bucket(ms):
     return len(LATENCY_BUCKETS_MS)
 
 
-class DailyLatency(RollupGrain):
-    """Histogram of request times per roll-up key, for latency percentiles
-    without the raw ledger: requests per bucket (see LATENCY_BUCKETS_MS).
-    """
+class LatencyMeasures(models.Model):
+    """Requests per request-time bucket (see LATENCY_BUCKETS_MS)."""
 
     bucket = models.SmallIntegerField()
     requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.day} {self.model_name} bucket {self.bucket}: {self.requests}"
+
+
+class DailyLatency(UserGrain, LatencyMeasures):
+    """Histogram of request times at DailyUsage's grain, for latency
+    percentiles of an app user without the raw ledger."""
 
     class Meta:
         verbose_name = "daily latency histogram row"
@@ -345,7 +382,18 @@ class DailyLatency(RollupGrain):
         indexes = [
             # p95 per period and model
             models.Index(fields=["day", "model_name", "provider"], name="usage_lat_day_model_idx"),
+            # p95 of one app user
+            models.Index(fields=["user", "day"], name="usage_lat_user_day_idx"),
         ]
 
-    def __str__(self):
-        return f"{self.day} {self.model_name} bucket {self.bucket}: {self.requests}"
+
+class DailyModelLatency(RollupGrain, LatencyMeasures):
+    """Histogram of request times at DailyModelUsage's grain."""
+
+    class Meta:
+        verbose_name = "daily latency histogram row by model"
+        ordering = ["-day", "bucket"]
+        indexes = [
+            # p95 per period and model
+            models.Index(fields=["day", "model_name", "provider"], name="usage_dml_day_model_idx"),
+        ]

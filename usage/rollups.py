@@ -1,4 +1,11 @@
-"""The roll-ups of the usage ledger: ``DailyUsage`` and ``DailyLatency``.
+"""The roll-ups of the usage ledger.
+
+Two grains, each with usage sums and a latency histogram:
+
+- with the app user (``DailyUsage``, ``DailyLatency``): for pages that name
+  a user — their size grows with active user-days;
+- without it (``DailyModelUsage``, ``DailyModelLatency``): for everything
+  else — their size grows with days × models × organisations × sources.
 
 Days are cut in settings.TIME_ZONE, the zone the dashboards display. Writers
 add delta rows (``record``) in the transaction that changes the ledger;
@@ -7,14 +14,25 @@ concurrent writers never conflict. ``compact`` merges them, ``rebuild``
 recomputes everything from the ledger with the same results.
 """
 
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import LATENCY_BUCKETS_MS, DailyLatency, DailyUsage, ModelUsage, latency_bucket
+from .models import (
+    LATENCY_BUCKETS_MS,
+    DailyLatency,
+    DailyModelLatency,
+    DailyModelUsage,
+    DailyUsage,
+    ModelUsage,
+    latency_bucket,
+)
 
-GRAIN = ("day", "model_name", "provider", "user_id", "organization_id", "source_id")
+MODEL_GRAIN = ("day", "model_name", "provider", "organization_id", "source_id")
+USER_GRAIN = (*MODEL_GRAIN, "user_id")
 SUMMED = (
     "requests",
     "prompt_tokens",
@@ -28,11 +46,28 @@ SUMMED = (
 )
 
 
+@dataclass(frozen=True)
+class Rollup:
+    usage: type
+    latency: type
+    grain: tuple
+
+
+ROLLUPS = (
+    Rollup(DailyUsage, DailyLatency, USER_GRAIN),
+    Rollup(DailyModelUsage, DailyModelLatency, MODEL_GRAIN),
+)
+
+
+# -- from the ledger, in SQL -------------------------------------------------
+
+
 def _local_day():
     return TruncDate("timestamp", tzinfo=timezone.get_current_timezone())
 
 
-def _bucket_expression():
+def bucket_expression():
+    """The latency bucket of a ledger row's request_time_ms, in SQL."""
     whens = [
         When(request_time_ms__lt=bound, then=Value(index))
         for index, bound in enumerate(LATENCY_BUCKETS_MS)
@@ -40,100 +75,112 @@ def _bucket_expression():
     return Case(*whens, default=Value(len(LATENCY_BUCKETS_MS)), output_field=IntegerField())
 
 
-def aggregate_ledger(queryset):
-    """DailyUsage rows (unsaved) for ledger rows, with one GROUP BY."""
+# Each roll-up column as an aggregate over ledger rows.
+LEDGER_AGGREGATES = {
+    "requests": Count("id"),
+    "prompt_tokens": Sum("prompt_tokens"),
+    "completion_tokens": Sum("completion_tokens"),
+    "total_tokens": Sum("total_tokens"),
+    "cost": Sum("cost"),
+    "unpriced_requests": Count("id", filter=Q(cost__isnull=True)),
+    "streaming_requests": Count("id", filter=Q(is_streaming=True)),
+    "timed_requests": Count("request_time_ms"),
+    "request_time_ms_sum": Sum("request_time_ms"),
+}
+
+
+def aggregate_usage(queryset, rollup):
+    """Usage roll-up rows (unsaved) for ledger rows, with one GROUP BY."""
     rows = (
         queryset.order_by()
         .annotate(day=_local_day())
-        .values(*GRAIN)
-        .annotate(
-            n=Count("id"),
-            prompt=Sum("prompt_tokens"),
-            completion=Sum("completion_tokens"),
-            total=Sum("total_tokens"),
-            cost_total=Sum("cost"),
-            unpriced=Count("id", filter=Q(cost__isnull=True)),
-            streaming=Count("id", filter=Q(is_streaming=True)),
-            timed=Count("request_time_ms"),
-            time_total=Sum("request_time_ms"),
-        )
+        .values(*rollup.grain)
+        .annotate(**{f"{name}_agg": agg for name, agg in LEDGER_AGGREGATES.items()})
     )
     for row in rows.iterator(chunk_size=5000):
-        yield DailyUsage(
-            **{key: row[key] for key in GRAIN},
-            requests=row["n"],
-            prompt_tokens=row["prompt"] or 0,
-            completion_tokens=row["completion"] or 0,
-            total_tokens=row["total"] or 0,
-            cost=row["cost_total"] or 0,
-            unpriced_requests=row["unpriced"],
-            streaming_requests=row["streaming"],
-            timed_requests=row["timed"],
-            request_time_ms_sum=row["time_total"] or 0,
+        yield rollup.usage(
+            **{key: row[key] for key in rollup.grain},
+            **{name: row[f"{name}_agg"] or 0 for name in SUMMED},
         )
 
 
-def aggregate_latency(queryset):
-    """DailyLatency rows (unsaved) for ledger rows with a request time."""
+def aggregate_latency(queryset, rollup):
+    """Latency histogram rows (unsaved) for ledger rows with a request time."""
     rows = (
         queryset.filter(request_time_ms__isnull=False)
         .order_by()
-        .annotate(day=_local_day(), bucket=_bucket_expression())
-        .values(*GRAIN, "bucket")
+        .annotate(day=_local_day(), bucket=bucket_expression())
+        .values(*rollup.grain, "bucket")
         .annotate(n=Count("id"))
     )
     for row in rows.iterator(chunk_size=5000):
-        yield DailyLatency(
-            **{key: row[key] for key in GRAIN}, bucket=row["bucket"], requests=row["n"]
+        yield rollup.latency(
+            **{key: row[key] for key in rollup.grain}, bucket=row["bucket"], requests=row["n"]
         )
 
 
-def _key(usage):
-    return (
-        timezone.localtime(usage.timestamp).date(),
-        usage.model_name,
-        usage.provider,
-        usage.user_id,
-        usage.organization_id,
-        usage.source_id,
-    )
+# -- from ledger rows in memory (writers) -------------------------------------
+
+
+def _values(usage):
+    return {
+        "day": timezone.localtime(usage.timestamp).date(),
+        "model_name": usage.model_name,
+        "provider": usage.provider,
+        "organization_id": usage.organization_id,
+        "source_id": usage.source_id,
+        "user_id": usage.user_id,
+    }
+
+
+def _add(row, usage, sign):
+    row.requests += sign
+    row.prompt_tokens += sign * (usage.prompt_tokens or 0)
+    row.completion_tokens += sign * (usage.completion_tokens or 0)
+    row.total_tokens += sign * (usage.total_tokens or 0)
+    if usage.cost is None:
+        row.unpriced_requests += sign
+    else:
+        row.cost += sign * usage.cost
+    if usage.is_streaming:
+        row.streaming_requests += sign
+    if usage.request_time_ms is not None:
+        row.timed_requests += sign
+        row.request_time_ms_sum += sign * usage.request_time_ms
 
 
 def record(usages, sign=1):
-    """Add (sign=1) or take away (sign=-1) ledger rows from the roll-ups.
+    """Add (sign=1) or take away (sign=-1) ledger rows from every roll-up.
 
     Call it in the transaction that writes the ledger rows, so the two never
-    disagree. Returns the number of DailyUsage delta rows written.
+    disagree. Returns the number of usage delta rows written.
     """
-    usage_deltas, latency_deltas = {}, {}
-    for usage in usages:
-        key = _key(usage)
-        row = usage_deltas.get(key)
-        if row is None:
-            row = usage_deltas[key] = DailyUsage(**dict(zip(GRAIN, key, strict=True)))
-        row.requests += sign
-        row.prompt_tokens += sign * (usage.prompt_tokens or 0)
-        row.completion_tokens += sign * (usage.completion_tokens or 0)
-        row.total_tokens += sign * (usage.total_tokens or 0)
-        if usage.cost is None:
-            row.unpriced_requests += sign
-        else:
-            row.cost += sign * usage.cost
-        if usage.is_streaming:
-            row.streaming_requests += sign
-        if usage.request_time_ms is not None:
-            row.timed_requests += sign
-            row.request_time_ms_sum += sign * usage.request_time_ms
-            bucket_key = (*key, latency_bucket(usage.request_time_ms))
-            latency = latency_deltas.get(bucket_key)
-            if latency is None:
-                latency = latency_deltas[bucket_key] = DailyLatency(
-                    **dict(zip(GRAIN, key, strict=True)), bucket=bucket_key[-1]
-                )
-            latency.requests += sign
-    DailyUsage.objects.bulk_create(usage_deltas.values(), batch_size=2000)
-    DailyLatency.objects.bulk_create(latency_deltas.values(), batch_size=2000)
-    return len(usage_deltas)
+    usages = list(usages)
+    written = 0
+    for rollup in ROLLUPS:
+        usage_deltas, latency_deltas = {}, {}
+        for usage in usages:
+            values = _values(usage)
+            key = tuple(values[name] for name in rollup.grain)
+            row = usage_deltas.get(key)
+            if row is None:
+                row = usage_deltas[key] = rollup.usage(**dict(zip(rollup.grain, key, strict=True)))
+            _add(row, usage, sign)
+            if usage.request_time_ms is not None:
+                bucket = latency_bucket(usage.request_time_ms)
+                latency = latency_deltas.get((*key, bucket))
+                if latency is None:
+                    latency = latency_deltas[(*key, bucket)] = rollup.latency(
+                        **dict(zip(rollup.grain, key, strict=True)), bucket=bucket
+                    )
+                latency.requests += sign
+        rollup.usage.objects.bulk_create(usage_deltas.values(), batch_size=2000)
+        rollup.latency.objects.bulk_create(latency_deltas.values(), batch_size=2000)
+        written += len(usage_deltas)
+    return written
+
+
+# -- rebuild and compact ---------------------------------------------------------
 
 
 def _bulk_write(model, rows, batch_size=5000):
@@ -149,17 +196,20 @@ def _bulk_write(model, rows, batch_size=5000):
 
 @transaction.atomic
 def rebuild():
-    """Replace both roll-ups with ones computed from the whole ledger.
+    """Replace every roll-up with one computed from the whole ledger.
 
-    Returns (DailyUsage rows, DailyLatency rows) written.
+    Returns {model name: rows written}.
     """
-    DailyUsage.objects.all().delete()
-    DailyLatency.objects.all().delete()
     ledger = ModelUsage.objects.all()
-    return (
-        _bulk_write(DailyUsage, aggregate_ledger(ledger)),
-        _bulk_write(DailyLatency, aggregate_latency(ledger)),
-    )
+    written = {}
+    for rollup in ROLLUPS:
+        rollup.usage.objects.all().delete()
+        rollup.latency.objects.all().delete()
+        written[rollup.usage.__name__] = _bulk_write(rollup.usage, aggregate_usage(ledger, rollup))
+        written[rollup.latency.__name__] = _bulk_write(
+            rollup.latency, aggregate_latency(ledger, rollup)
+        )
+    return written
 
 
 def _compact(model, grain, summed):
@@ -189,10 +239,57 @@ def _compact(model, grain, summed):
 def compact():
     """Merge roll-up rows that share a key (left by ``record``'s deltas).
 
-    Rewrites only the days that hold such rows. Returns the number of days.
+    Rewrites only the days that hold such rows. Returns the most days
+    rewritten in one roll-up.
     """
-    return max(
-        _compact(DailyUsage, GRAIN, SUMMED),
-        _compact(DailyLatency, (*GRAIN, "bucket"), ("requests",)),
-    )
+    days = 0
+    for rollup in ROLLUPS:
+        days = max(
+            days,
+            _compact(rollup.usage, rollup.grain, SUMMED),
+            _compact(rollup.latency, (*rollup.grain, "bucket"), ("requests",)),
+        )
+    return days
 
+
+# -- the same deltas in one SQL statement (PostgreSQL bulk loads) --------------
+
+
+def delta_ctes(relation, zone_param="zone"):
+    """PostgreSQL CTEs that insert every roll-up's deltas for the ledger rows
+    in ``relation`` (a CTE or table with the ledger's columns).
+
+    The sums are ``LEDGER_AGGREGATES``'; days are cut in the zone passed as
+    the query parameter ``%(zone)s``. Used by COPY-based importers so a bulk
+    load and its roll-up deltas are one statement.
+    """
+    day = f'("timestamp" AT TIME ZONE %({zone_param})s)::date'
+    bucket = " ".join(
+        f"WHEN request_time_ms < {bound} THEN {index}"
+        for index, bound in enumerate(LATENCY_BUCKETS_MS)
+    )
+    sums = (
+        "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+        "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost), 0), "
+        "COUNT(*) FILTER (WHERE cost IS NULL), COUNT(*) FILTER (WHERE is_streaming), "
+        "COUNT(request_time_ms), COALESCE(SUM(request_time_ms), 0)"
+    )
+    # Table and column names come from the models; values are parameters.
+    ctes = []
+    for n, rollup in enumerate(ROLLUPS):
+        columns = list(rollup.grain)  # the grain names are the column names
+        keys = ", ".join(columns[1:])
+        group = ", ".join(str(i + 1) for i in range(len(columns)))
+        ctes.append(
+            f"usage_deltas_{n} AS (INSERT INTO {rollup.usage._meta.db_table} "  # noqa: S608
+            f"({', '.join(columns)}, {', '.join(SUMMED)}) "
+            f"SELECT {day}, {keys}, {sums} FROM {relation} GROUP BY {group})"
+        )
+        ctes.append(
+            f"latency_deltas_{n} AS (INSERT INTO {rollup.latency._meta.db_table} "  # noqa: S608
+            f"({', '.join(columns)}, bucket, requests) "
+            f"SELECT {day}, {keys}, CASE {bucket} ELSE {len(LATENCY_BUCKETS_MS)} END, COUNT(*) "
+            f"FROM {relation} WHERE request_time_ms IS NOT NULL "
+            f"GROUP BY {group}, {len(columns) + 1})"
+        )
+    return ctes

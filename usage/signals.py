@@ -10,7 +10,7 @@ from django.dispatch import receiver
 
 from core.models import AppUser, Organization
 
-from .models import DailyLatency, DailyUsage
+from .models import DailyLatency, DailyModelLatency, DailyModelUsage, DailyUsage
 
 
 @receiver(post_delete, sender=AppUser, dispatch_uid="usage_rollups_forget_user")
@@ -21,5 +21,5 @@ def forget_user(sender, instance, **kwargs):
 
 @receiver(post_delete, sender=Organization, dispatch_uid="usage_rollups_forget_org")
 def forget_organization(sender, instance, **kwargs):
-    for model in (DailyUsage, DailyLatency):
+    for model in (DailyUsage, DailyLatency, DailyModelUsage, DailyModelLatency):
         model.objects.filter(organization_id=instance.pk).update(organization_id=None)

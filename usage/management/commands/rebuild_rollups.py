@@ -18,10 +18,6 @@ class Command(BaseCommand):
             days = rollups.compact()
             self.stdout.write(self.style.SUCCESS(f"Compacted the roll-ups of {days} days."))
             return
-        usage_rows, latency_rows = rollups.rebuild()
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Rebuilt the roll-ups: {usage_rows} daily usage rows, "
-                f"{latency_rows} latency histogram rows."
-            )
-        )
+        written = rollups.rebuild()
+        counts = ", ".join(f"{name}: {rows}" for name, rows in written.items())
+        self.stdout.write(self.style.SUCCESS(f"Rebuilt the roll-ups ({counts})."))
