@@ -1,7 +1,8 @@
 """Plotly figure specifications (plain dicts) for the usage charts.
 
 Built as data and drawn by plotly.js in the browser; no Python plotly
-objects on the request path.
+objects on the request path. Axis titles are ``{"text": …}``: plotly.js 3+
+ignores the old string form.
 """
 
 LAYOUT = {
@@ -30,7 +31,7 @@ def stacked_cost_by_model(series, days):
     ]
     return {
         "data": traces,
-        "layout": _layout(barmode="stack", yaxis={"title": "USD", "tickprefix": "$"}),
+        "layout": _layout(barmode="stack", yaxis={"title": {"text": "USD"}, "tickprefix": "$"}),
     }
 
 
@@ -44,7 +45,7 @@ def tokens_in_out(series):
             {"type": "scatter", "mode": "lines", "name": "Output", "x": x,
              "y": [c for _, _, c in series]},
         ],
-        "layout": _layout(yaxis={"title": "tokens"}),
+        "layout": _layout(yaxis={"title": {"text": "tokens"}}),
     }  # fmt: skip
 
 
@@ -60,7 +61,8 @@ def bars(labels, values, title="USD"):
             }
         ],
         "layout": _layout(
-            yaxis={"autorange": "reversed"}, xaxis={"title": title, "tickprefix": "$"}
+            yaxis={"autorange": "reversed", "automargin": True},
+            xaxis={"title": {"text": title}, "tickprefix": "$"},
         ),
     }
 
@@ -76,5 +78,5 @@ def cost_line(series):
                 "y": [float(cost) for _, cost in series],
             }
         ],
-        "layout": _layout(yaxis={"title": "USD", "tickprefix": "$"}, showlegend=False),
+        "layout": _layout(yaxis={"title": {"text": "USD"}, "tickprefix": "$"}, showlegend=False),
     }

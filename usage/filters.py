@@ -25,13 +25,19 @@ class UsageFilter(django_filters.FilterSet):
     roll-up's; pages read ``period`` and ``scope`` and call the metrics."""
 
     period = django_filters.ChoiceFilter(
-        choices=list(Period.PRESETS.items()), method="keep", empty_label=None
+        choices=list(Period.PRESETS.items()), method="keep", empty_label=None, label="Period"
     )
     start = django_filters.DateFilter(
-        field_name="day", lookup_expr="gte", widget=forms.DateInput(attrs={"type": "date"})
+        field_name="day",
+        lookup_expr="gte",
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
     )
     end = django_filters.DateFilter(
-        field_name="day", lookup_expr="lte", widget=forms.DateInput(attrs={"type": "date"})
+        field_name="day",
+        lookup_expr="lte",
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
     )
     organization = django_filters.ModelChoiceFilter(queryset=Organization.objects.order_by("name"))
     user = django_filters.NumberFilter(field_name="user_id", label="App user id")

@@ -8,6 +8,7 @@ settings.TIME_ZONE, the zone the roll-ups are cut in.
 """
 
 import calendar
+import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -131,7 +132,9 @@ def percentile_from_histogram(counts, q):
             if bucket >= len(LATENCY_BUCKETS_MS):
                 return float(lower)
             upper = LATENCY_BUCKETS_MS[bucket]
-            return lower + (upper - lower) * (rank - seen) / in_bucket
+            # The middle of the nearest-rank value's slice of the bucket: never
+            # ``upper``, which belongs to the next bucket.
+            return lower + (upper - lower) * (math.ceil(rank) - seen - 0.5) / in_bucket
         seen += in_bucket
     return float(LATENCY_BUCKETS_MS[-1])
 
@@ -170,7 +173,9 @@ def _derive(row):
     for name in SUMS:
         row[name] = row.get(name) or (Decimal(0) if name == "cost" else 0)
     tokens = row["total_tokens"]
-    row["cost_per_1k_tokens"] = row["cost"] * THOUSAND / tokens if tokens else None
+    # Unknown, not $0, when no request was priced.
+    priced = row["unpriced_requests"] < row["requests"]
+    row["cost_per_1k_tokens"] = row["cost"] * THOUSAND / tokens if tokens and priced else None
     row["avg_latency_ms"] = (
         row["request_time_ms_sum"] / row["timed_requests"] if row["timed_requests"] else None
     )
@@ -240,7 +245,8 @@ def cost_per_day_by_model(period, scope):
     return list(
         scope.rows(DailyUsage, period)
         .values("day", "model_name")
-        .annotate(cost=Sum("cost"))
+        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .filter(requests__gt=0)
         .order_by("day", "model_name")
         .values_list("day", "model_name", "cost")
     )
@@ -263,7 +269,8 @@ def cost_by_provider(period, scope):
     return list(
         scope.rows(DailyUsage, period)
         .values("provider")
-        .annotate(cost=Sum("cost"))
+        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .filter(requests__gt=0)
         .order_by("-cost", "provider")
         .values_list("provider", "cost")
     )
@@ -372,6 +379,7 @@ def models_table(period, scope, sort="-cost"):
         .values("model_name", "provider")
         .annotate(**SUMS)
         .filter(requests__gt=0)
+        .order_by("model_name", "provider")  # ties keep one order on page and CSV
     ]
     histograms = _histograms(period, scope, "model_name", "provider")
     ratings, success, mistakes = _quality_by_model(period, scope)

@@ -17,7 +17,8 @@ def figure(value, kind="number"):
     if kind == "money":
         value = Decimal(value)
         if value and abs(value) < Decimal("0.01"):
-            return f"${value:.6f}".rstrip("0")
+            # Costs are stored to 8 places: $0.00000015 must not read "$0.".
+            return "$" + f"{value:.8f}".rstrip("0").rstrip(".")
         return "$" + intcomma(f"{value:.2f}")
     if kind == "number":
         return intcomma(int(value))

@@ -1,0 +1,679 @@
+"""The dashboard pages: figures equal usage.metrics, filters in the URL, CSV
+exports equal the metrics rows, constant query counts, and access.
+
+"Today" is fixed to 14 March 2024 (conftest.fixed_today) so the presets and
+the budgets' month are known; days are cut in UTC unless a test says not.
+"""
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+import re
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from core.tests import factories as f
+from usage import ledger, metrics
+from usage.metrics import Period, Scope
+from usage.models import ModelUsage
+from usage.templatetags.figures import change, figure
+
+from .conftest import TODAY, utc
+
+pytestmark = pytest.mark.django_db
+
+OVERVIEW = reverse("dashboards:overview")
+MODELS = reverse("dashboards:models")
+THIRTY_DAYS = Period(dt.date(2024, 2, 14), TODAY)
+SEVEN_DAYS = Period(dt.date(2024, 3, 8), TODAY)
+
+
+@pytest.fixture
+def as_manager(client, manager, awkward, fixed_today):
+    client.force_login(manager)
+    return client
+
+
+def user_url(user):
+    return reverse("dashboards:user", args=[user.pk])
+
+
+def org_url(org):
+    return reverse("dashboards:organization", args=[org.pk])
+
+
+# -- reading the pages -------------------------------------------------------
+
+FIGURE = re.compile(
+    r'id="figure-(\w+)">\s*<div class="figure-label">[^<]*</div>\s*'
+    r'<div class="figure-value">([^<]*)</div>\s*<div class="figure-change[^"]*">\s*(.*?)\s*</div>',
+    re.S,
+)
+
+
+def _text(fragment):
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
+
+
+def figures_of(page):
+    """{figure key: (value as shown, change line as shown)}."""
+    return {key: (_text(value), _text(line)) for key, value, line in FIGURE.findall(page)}
+
+
+def tables_of(page):
+    """{table name: [[cell text, …] per body row]} of the dashboard tables."""
+    tables = {}
+    for section in page.split('<section class="dash-table" id="table-')[1:]:
+        name, body = section.split('"', 1)
+        body = body.split("</section>", 1)[0]
+        tbody = re.search(r"<tbody>(.*?)</tbody>", body, re.S)
+        rows = re.findall(r"<tr>(.*?)</tr>", tbody.group(1), re.S) if tbody else []
+        tables[name] = [
+            [_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)] for row in rows
+        ]
+    return tables
+
+
+def chart_of(page, element_id):
+    found = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>', page)
+    return json.loads(found.group(1))
+
+
+def expected_figures(period, scope):
+    return {
+        f.key: (
+            figure(f.value, f.kind),
+            f"{change(f.change)} vs {figure(f.previous, f.kind)}"
+            if f.change is not None
+            else "no earlier figure",
+        )
+        for f in metrics.headline(period, scope)
+    }
+
+
+def get_page(client, url, **params):
+    response = client.get(url, params)
+    assert response.status_code == 200, response.content[:500]
+    return response.content.decode()
+
+
+# -- the overview ------------------------------------------------------------
+
+
+def test_overview_shows_the_metrics_figures(as_manager):
+    page = get_page(as_manager, OVERVIEW, period="7d")
+
+    figures = figures_of(page)
+    assert figures == expected_figures(SEVEN_DAYS, Scope())
+    assert figures == {
+        "cost": ("$18,000,000.08", "+60504201845.0% vs $0.03"),
+        "prompt_tokens": ("1,000,000,017,410", "+18518518740.9% vs 5,400"),
+        "completion_tokens": ("1,000,000,005,270", "+52631579124.7% vs 1,900"),
+        "requests": ("24", "+700.0% vs 3"),
+        "active_users": ("4", "+33.3% vs 3"),
+        "cost_per_1k_tokens": ("$0.009", "+120.8% vs $0.00407534"),
+        "avg_latency_ms": ("6,850 ms", "+1612.5% vs 400 ms"),
+        # nearest rank 21 of 22 is 7,400 ms: the 5,000–7,500 ms bucket
+        "p95_latency_ms": ("6,250 ms", "+900.0% vs 625 ms"),
+        # 1–7 March had no streaming call: no change is claimed against 0
+        "streaming_share": ("37.5%", "no earlier figure"),
+    }
+    assert "8 Mar 2024 – 14 Mar 2024 (7 days)" in page
+    assert "Days run from midnight to midnight in <strong>UTC</strong>" in page
+
+
+def test_overview_charts_are_the_metrics_series(as_manager):
+    page = get_page(as_manager, OVERVIEW, period="7d")
+
+    days = [d.isoformat() for d in SEVEN_DAYS.each_day()]
+    tokens = chart_of(page, "chart-tokens")["data"]
+    assert [trace["name"] for trace in tokens] == ["Input", "Output"]
+    assert tokens[0]["x"] == days
+    assert tokens[0]["y"] == [600, 7800, 900, 10**12, 400, 4200, 3510]
+    assert tokens[1]["y"] == [600, 1560, 250, 10**12, 100, 1000, 1760]
+    assert [(d.isoformat(), i, o) for d, i, o in metrics.tokens_per_day(SEVEN_DAYS, Scope())] == [
+        (d, i, o) for d, i, o in zip(days, tokens[0]["y"], tokens[1]["y"], strict=True)
+    ]
+    stacked = chart_of(page, "chart-cost-by-model")
+    assert stacked["layout"]["barmode"] == "stack"
+    by_model = {trace["name"]: dict(zip(trace["x"], trace["y"], strict=True))
+                for trace in stacked["data"]}  # fmt: skip
+    assert sorted(by_model) == ["claude-3-5-sonnet", "gpt-4o", "llama-3-70b", "mistral-large"]
+    for day, model, cost in metrics.cost_per_day_by_model(SEVEN_DAYS, Scope()):
+        assert by_model[model][day.isoformat()] == pytest.approx(float(cost))
+    assert by_model["gpt-4o"]["2024-03-09"] == pytest.approx(0.0351)
+    assert by_model["claude-3-5-sonnet"]["2024-03-11"] == 18_000_000
+    providers = chart_of(page, "chart-providers")["data"][0]
+    assert providers["y"] == ["anthropic", "openai", "azure", "mistral", "groq"]
+    assert providers["x"] == pytest.approx([18000000.018, 0.053725, 0.0049, 0.002, 0])
+
+
+def test_overview_tables_link_and_match_metrics(as_manager):
+    page = get_page(as_manager, OVERVIEW, period="7d")
+
+    tables = tables_of(page)
+    assert list(tables) == ["top_users", "top_organizations", "cost_by_provider", "budgets"]
+    assert tables["top_users"] == [
+        [row["label"], figure(row["cost"], "money"), figure(row["tokens"]), str(row["requests"])]
+        for row in metrics.top_users(SEVEN_DAYS, Scope())
+    ]
+    assert tables["top_users"] == [
+        ["cat@globex.test", "$18,000,000.00", "2,000,000,000,000", "1"],
+        ["bob@acme.test", "$0.04", "14,760", "15"],
+        ["ann@acme.test", "$0.02", "4,020", "3"],
+        ["dan@solo.test", "$0.0049", "1,150", "2"],
+    ]
+    assert tables["top_organizations"] == [
+        ["Globex", "$18,000,000.02", "2,000,000,002,000", "3"],
+        ["Acme", "$0.06", "18,780", "18"],
+    ]
+    assert tables["cost_by_provider"] == [
+        ["anthropic", "$18,000,000.02"],
+        ["openai", "$0.05"],
+        ["azure", "$0.0049"],
+        ["mistral", "$0.002"],
+        ["groq", "$0.00"],
+    ]
+    # Budgets are month to date (1–14 March), worst first, with the run-rate projection.
+    assert tables["budgets"] == [
+        ["Globex", "$10,000,000.00", "$18,000,000.05", "180.0%", "$39,857,142.96", "Over budget"],
+        ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"],
+        ["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"],
+        ["dan@solo.test", "$100.00", "$0.0049", "0.0%", "$0.01", "OK"],
+    ]
+    # Each top row links to its page, keeping the filters.
+    section = page.split('id="table-top_users"')[1].split("</section>")[0]
+    ids = re.findall(r'<a href="/admin/dashboards/users/(\d+)/\?period=7d">', section)
+    top = metrics.top_users(SEVEN_DAYS, Scope())
+    assert [int(pk) for pk in ids] == [row["user_id"] for row in top]
+    assert re.search(r'<a href="/admin/dashboards/organizations/\d+/\?period=7d">Globex</a>', page)
+
+
+# -- filters in the URL --------------------------------------------------------
+
+
+def _filter_cases(data):
+    """(query, expected period, expected scope, shown cost, shown requests)."""
+    return [
+        ({"period": "today"}, Period(TODAY, TODAY), Scope(), "$0.03", "5"),
+        ({"period": "7d"}, SEVEN_DAYS, Scope(), "$18,000,000.08", "24"),
+        ({"period": "30d"}, THIRTY_DAYS, Scope(), "$18,000,000.12", "28"),
+        ({"period": "90d"}, Period(dt.date(2023, 12, 16), TODAY), Scope(), "$18,000,000.14", "29"),
+        ({"period": "mtd"}, Period(dt.date(2024, 3, 1), TODAY), Scope(), "$18,000,000.11", "27"),
+        (
+            {"period": "custom", "start": "2024-03-09", "end": "2024-03-10"},
+            Period(dt.date(2024, 3, 9), dt.date(2024, 3, 10)),
+            Scope(),
+            "$0.04",
+            "14",
+        ),
+        (
+            {"period": "30d", "organization": data.acme.pk},
+            THIRTY_DAYS,
+            Scope(organization_id=data.acme.pk),
+            "$0.07",
+            "21",
+        ),
+        (
+            {"period": "30d", "model": "gpt-4o", "provider": "azure"},
+            THIRTY_DAYS,
+            Scope(model_name="gpt-4o", provider="azure"),
+            "$0.0049",
+            "2",
+        ),
+        (
+            {"period": "7d", "source": data.tts.pk},
+            SEVEN_DAYS,
+            Scope(source_id=data.tts.pk),
+            "$18,000,000.04",
+            "10",
+        ),
+        (
+            {"period": "30d", "user": data.ann.pk},
+            THIRTY_DAYS,
+            Scope(user_id=data.ann.pk),
+            "$0.03",
+            "5",
+        ),
+    ]
+
+
+def test_overview_filters_in_the_url(as_manager, awkward):
+    for query, period, scope, cost, requests in _filter_cases(awkward):
+        page = get_page(as_manager, OVERVIEW, **query)
+        figures = figures_of(page)
+        assert figures == expected_figures(period, scope), query
+        assert (figures["cost"][0], figures["requests"][0]) == (cost, requests), query
+        shown = f"{period.start:%-d %b %Y} – {period.end:%-d %b %Y} ({period.days} day"
+        assert shown in page, query
+        tables = tables_of(page)
+        assert [row[0] for row in tables["top_users"]] == [
+            row["label"] for row in metrics.top_users(period, scope)
+        ], query
+        # The filter bar keeps the chosen values.
+        for name, value in query.items():
+            assert re.search(
+                rf'name="{name}"[^>]*value="{value}"|value="{value}" selected', page
+            ), (query, name)
+
+
+def test_models_page_every_sort(as_manager):
+    for key in metrics.MODEL_COLUMNS:
+        for sort in (key, f"-{key}"):
+            page = get_page(as_manager, MODELS, period="30d", sort=sort)
+            rows = tables_of(page)["models"]
+            expected = metrics.models_table(THIRTY_DAYS, Scope(), sort)
+            assert [row[:2] for row in rows] == [
+                [r["model_name"], r["provider"]] for r in expected
+            ], sort
+            kinds = [
+                ("requests", "number"), ("prompt_tokens", "number"),
+                ("completion_tokens", "number"), ("cost", "money"),
+                ("cost_per_1k_tokens", "money"), ("avg_latency_ms", "ms"),
+                ("p95_latency_ms", "ms"), ("avg_rating", "rating"),
+                ("code_success_rate", "share"), ("mistake_share", "share"),
+            ]  # fmt: skip
+            assert [row[2:] for row in rows] == [
+                [figure(r[k], kind) for k, kind in kinds] for r in expected
+            ], sort
+    page = get_page(as_manager, MODELS, period="30d", sort="-cost")
+    assert tables_of(page)["models"] == [
+        ["claude-3-5-sonnet", "anthropic", "2", "1,000,000,001,000", "1,000,000,001,000",
+         "$18,000,000.02", "$0.009", "63,750 ms", "120,000 ms", "4.00 ★", "50.0%", "33.3%"],
+        ["gpt-4o", "openai", "19", "17,110", "4,470", "$0.09", "$0.00416937", "1,081 ms",
+         "6,250 ms", "2.67 ★", "66.7%", "50.0%"],
+        ["gpt-4o", "azure", "2", "900", "250", "$0.0049", "$0.00426087", "365 ms", "625 ms",
+         "2.67 ★", "66.7%", "50.0%"],
+        ["mistral-large", "mistral", "3", "1,300", "1,000", "$0.003", "$0.00130435", "403 ms",
+         "467 ms", "–", "–", "–"],
+        # never priced: the cost per 1,000 tokens is unknown, not $0
+        ["llama-3-70b", "groq", "2", "3,500", "950", "$0.00", "–", "4,000 ms", "4,000 ms",
+         "–", "–", "0.0%"],
+    ]  # fmt: skip
+    # Column headers link to the toggled sort, keeping the filters.
+    assert 'href="?period=30d&amp;sort=cost"' in page
+    assert 'href="?period=30d&amp;sort=-requests"' in page
+
+
+def test_models_page_filters(as_manager, awkward):
+    page = get_page(as_manager, MODELS, period="7d", source=awkward.tts.pk, sort="model")
+
+    assert [row[:3] for row in tables_of(page)["models"]] == [
+        ["claude-3-5-sonnet", "anthropic", "2"],
+        ["gpt-4o", "openai", "7"],  # bob's odd-hour calls and the anonymous free one
+        ["llama-3-70b", "groq", "1"],
+    ]
+
+
+@pytest.mark.parametrize("kind", ["user", "organization"])
+def test_subject_pages(as_manager, awkward, kind):
+    subject = awkward.ann if kind == "user" else awkward.acme
+    scope = Scope(user_id=subject.pk) if kind == "user" else Scope(organization_id=subject.pk)
+    url = user_url(subject) if kind == "user" else org_url(subject)
+
+    page = get_page(as_manager, url, period="30d")
+
+    assert figures_of(page) == expected_figures(THIRTY_DAYS, scope)
+    spend = chart_of(page, "chart-cost")["data"][0]
+    assert spend["x"] == [d.isoformat() for d in THIRTY_DAYS.each_day()]
+    series = metrics.cost_per_day(THIRTY_DAYS, scope)
+    assert spend["y"] == pytest.approx([float(c) for _, c in series])
+    tables = tables_of(page)
+    assert tables["by_model"] == [
+        [m, p, figure(c, "money"), figure(t), figure(n)]
+        for m, p, c, t, n in metrics.cost_by_model(THIRTY_DAYS, scope)
+    ]
+    assert "Ann&#x27;s sales" in page  # their chats
+    assert "Cat&#x27;s churn" not in page
+    assert '<td class="rating">5 ★</td>' in page  # the feedback they gave
+    assert '<td class="rating">4 ★</td>' not in page  # cat's
+    if kind == "user":
+        assert figures_of(page)["cost"][0] == "$0.03"
+        assert tables["by_model"] == [["gpt-4o", "openai", "$0.03", "5,720", "5"]]
+        assert tables["budgets"] == [
+            ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"]
+        ]
+    else:
+        assert figures_of(page)["cost"][0] == "$0.07"
+        assert figures_of(page)["active_users"][0] == "2"
+        assert tables["by_model"][0] == ["gpt-4o", "openai", "$0.06", "15,080", "17"]
+        assert tables["budgets"] == [["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"]]
+
+
+def test_subject_page_filters_narrow_the_subject(as_manager, awkward):
+    page = get_page(as_manager, org_url(awkward.acme), period="30d", model="mistral-large")
+
+    assert figures_of(page) == expected_figures(
+        THIRTY_DAYS, Scope(organization_id=awkward.acme.pk, model_name="mistral-large")
+    )
+    assert figures_of(page)["requests"][0] == "3"
+    assert tables_of(page)["by_model"] == [["mistral-large", "mistral", "$0.003", "2,300", "3"]]
+
+
+def test_unknown_subject_is_404(as_manager):
+    assert as_manager.get(reverse("dashboards:user", args=[999_999])).status_code == 404
+    assert as_manager.get(reverse("dashboards:organization", args=[999_999])).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"period": "custom", "start": "2024-03-10", "end": "2024-03-01"},
+         "The end date is before the start date."),
+        ({"period": "custom", "start": "2024-03-10"},
+         "A custom range needs a start and an end date."),
+        ({"period": "custom", "start": "2020-01-01", "end": "2024-03-01"},
+         "A custom range may span at most three years."),
+        ({"period": "custom", "start": "2024-13-45", "end": "2024-03-01"}, "Enter a valid date."),
+        ({"period": "yesterday"}, "Select a valid choice."),
+    ],
+)  # fmt: skip
+def test_bad_filter_shows_an_error_not_a_500(as_manager, awkward, query, message):
+    for url in (OVERVIEW, MODELS, user_url(awkward.ann), org_url(awkward.acme)):
+        page = get_page(as_manager, url, **query)
+        assert '<ul class="errorlist">' in page, url
+        assert message in html.unescape(page), url
+        # The page falls back to the last 30 days.
+        assert "14 Feb 2024 – 14 Mar 2024 (30 days)" in page, url
+
+
+def test_days_are_cut_in_the_zone_shown(client, manager, fixed_today, settings):
+    settings.TIME_ZONE = "America/New_York"
+    # 02:00 UTC on 15 March is 22:00 on 14 March in New York (EDT).
+    ledger.add_usage(
+        [ModelUsage(model_name="gpt-4o", provider="openai", cost=Decimal("1.5"),
+                    timestamp=utc(2024, 3, 15, 2))]
+    )  # fmt: skip
+    client.force_login(manager)
+
+    page = get_page(client, OVERVIEW, period="today")
+
+    assert "Days run from midnight to midnight in <strong>America/New_York</strong>" in page
+    assert figures_of(page)["cost"][0] == "$1.50"
+    assert figures_of(page)["requests"][0] == "1"
+
+
+def test_tiny_costs_read_in_full(client, manager, fixed_today, time_zone):
+    # One cheap call: $0.00000015 (8 places, as stored).
+    ledger.add_usage(
+        [ModelUsage(model_name="gpt-4o-mini", provider="openai", cost=Decimal("0.00000015"),
+                    prompt_tokens=1, timestamp=utc(2024, 3, 14, 12))]
+    )  # fmt: skip
+    client.force_login(manager)
+
+    page = get_page(client, OVERVIEW, period="today")
+
+    assert figures_of(page)["cost"][0] == "$0.00000015"
+    assert figures_of(page)["cost_per_1k_tokens"][0] == "$0.00015"
+
+
+# -- CSV exports ---------------------------------------------------------------
+
+
+def _csv(response):
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.streaming
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def _read(text, like):
+    """A CSV cell parsed as the type of the metrics value it came from."""
+    if like is None:
+        return None if text == "" else text
+    if isinstance(like, Decimal):
+        return Decimal(text)
+    if isinstance(like, bool | int):
+        return int(text)
+    if isinstance(like, float):
+        return float(text)
+    return text
+
+
+def assert_csv_rows(rows, expected_rows, header):
+    assert rows[0] == header
+    body = rows[1:]
+    assert len(body) == len(expected_rows)
+    for got, want in zip(body, expected_rows, strict=True):
+        assert [_read(text, like) for text, like in zip(got, want, strict=True)] == want
+
+
+def _budget_rows(statuses):
+    labels = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
+    return [
+        [str(s.budget.organization or s.budget.user), s.budget.monthly_limit, s.spent, s.share,
+         s.projected, labels[s.state]]
+        for s in statuses
+    ]  # fmt: skip
+
+
+SPEND = ["Cost", "Tokens", "Requests"]
+BUDGET_HEADER = ["Budget for", "Monthly limit", "Spent this month", "Share used",
+                 "Projected month end", "Status"]  # fmt: skip
+MODEL_HEADER = ["Model", "Provider", "Requests", "Input tokens", "Output tokens", "Cost",
+                "Cost / 1k tokens", "Avg latency", "p95 latency", "Avg rating", "Code success",
+                "Flagged mistakes"]  # fmt: skip
+MODEL_FIELDS = ["model_name", "provider", "requests", "prompt_tokens", "completion_tokens",
+                "cost", "cost_per_1k_tokens", "avg_latency_ms", "p95_latency_ms", "avg_rating",
+                "code_success_rate", "mistake_share"]  # fmt: skip
+
+
+def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
+    for query, period, scope, _, _ in _filter_cases(awkward):
+
+        def export(name, query=query):
+            response = as_manager.get(OVERVIEW, {**query, "export": name})
+            assert response["Content-Disposition"] == (
+                f'attachment; filename="usage-overview-{name}.csv"'
+            )
+            return _csv(response)
+
+        assert_csv_rows(
+            export("top_users"),
+            [[r["label"], r["cost"], r["tokens"], r["requests"]]
+             for r in metrics.top_users(period, scope)],
+            ["App user", *SPEND],
+        )  # fmt: skip
+        assert_csv_rows(
+            export("top_organizations"),
+            [[r["label"], r["cost"], r["tokens"], r["requests"]]
+             for r in metrics.top_organizations(period, scope)],
+            ["Organisation", *SPEND],
+        )  # fmt: skip
+        assert_csv_rows(
+            export("cost_by_provider"),
+            [[p, c] for p, c in metrics.cost_by_provider(period, scope)],
+            ["Provider", "Cost"],
+        )
+        assert_csv_rows(
+            export("budgets"),
+            _budget_rows(metrics.budget_statuses(scope=scope)),
+            BUDGET_HEADER,
+        )
+    rows = _csv(as_manager.get(OVERVIEW, {"period": "7d", "export": "cost_by_provider"}))
+    assert [(p, Decimal(c)) for p, c in rows[1:]] == [
+        ("anthropic", Decimal("18000000.018")),
+        ("openai", Decimal("0.053725")),
+        ("azure", Decimal("0.0049")),
+        ("mistral", Decimal("0.002")),
+        ("groq", Decimal("0")),
+    ]
+
+
+def test_models_export_equals_metrics_for_each_sort(as_manager, awkward):
+    for sort in ("-cost", "model", "-p95", "rating"):
+        for query, period, scope, _, _ in _filter_cases(awkward):
+            response = as_manager.get(MODELS, {**query, "sort": sort, "export": "models"})
+            assert (
+                response["Content-Disposition"] == 'attachment; filename="usage-models-models.csv"'
+            )
+            assert_csv_rows(
+                _csv(response),
+                [[r[k] for k in MODEL_FIELDS] for r in metrics.models_table(period, scope, sort)],
+                MODEL_HEADER,
+            )
+    rows = _csv(as_manager.get(MODELS, {"period": "30d", "export": "models"}))
+    assert rows[-1][:7] == ["llama-3-70b", "groq", "2", "3500", "950", "0", ""]
+
+
+@pytest.mark.parametrize("kind", ["user", "organization"])
+def test_subject_exports_equal_metrics(as_manager, awkward, kind):
+    subject = awkward.ann if kind == "user" else awkward.globex
+    field = "user_id" if kind == "user" else "organization_id"
+    url = user_url(subject) if kind == "user" else org_url(subject)
+    for query, period, scope, _, _ in _filter_cases(awkward):
+        scope = Scope(**{**scope.lookups(), field: subject.pk})
+        response = as_manager.get(url, {**query, "export": "by_model"})
+        assert response["Content-Disposition"] == (
+            f'attachment; filename="usage-{field}-{subject.pk}-by_model.csv"'
+        )
+        assert_csv_rows(
+            _csv(response),
+            [list(row) for row in metrics.cost_by_model(period, scope)],
+            ["Model", "Provider", *SPEND],
+        )
+        assert_csv_rows(
+            _csv(as_manager.get(url, {**query, "export": "budgets"})),
+            _budget_rows(metrics.budget_statuses(scope=scope)),
+            BUDGET_HEADER,
+        )
+    rows = _csv(as_manager.get(url, {"period": "30d", "export": "budgets"}))
+    assert len(rows) == 2
+    assert rows[1][0] == ("ann@acme.test" if kind == "user" else "Globex")
+    assert rows[1][-1] == ("Over threshold" if kind == "user" else "Over budget")
+
+
+# -- query counts ------------------------------------------------------------
+
+
+@pytest.fixture(params=["awkward", "awkward and many more rows"])
+def data(request, awkward):
+    """The awkward ledger, and the same plus ten times the rows, users,
+    organisations, models, chats, feedback, executions and budgets."""
+    if request.param == "awkward":
+        return awkward
+    orgs = f.OrganizationFactory.create_batch(5)
+    users = [f.AppUserFactory(organization=orgs[n % 5]) for n in range(40)]
+    rows = []
+    for n in range(400):
+        user = users[n % 40] if n % 7 else None
+        rows.append(
+            ModelUsage(user=user, chat=None, organization=orgs[n % 5] if user is None else None,
+                       model_name=f"model-{n % 9}", provider=f"provider-{n % 4}",
+                       prompt_tokens=100 + n, completion_tokens=n, cost=Decimal(n) / 1000,
+                       timestamp=utc(2024, 3, 14, 12) - dt.timedelta(hours=5 * n),
+                       request_time_ms=n * 37 if n % 5 else None, is_streaming=bool(n % 2))
+        )  # fmt: skip
+    ledger.add_usage(rows)
+    for n, user in enumerate(users[:25]):
+        chat = f.ChatFactory(user=awkward.ann if n < 5 else user, organization=awkward.acme)
+        answer = f.MessageFactory(chat=chat, role="assistant", model_name=f"model-{n % 9}",
+                                  created_at=utc(2024, 3, 10, n % 24))  # fmt: skip
+        f.MessageFeedbackFactory(message=answer, rating=1 + n % 5, model_name=f"model-{n % 9}",
+                                 created_at=utc(2024, 3, 10, n % 24))  # fmt: skip
+        f.CodeExecutionFactory(message=answer, model_name=f"model-{n % 9}",
+                               created_at=utc(2024, 3, 10, n % 24))  # fmt: skip
+        f.BudgetFactory(organization=None, user=user, monthly_limit=Decimal(n + 1))
+    for org in orgs:
+        f.BudgetFactory(organization=org, monthly_limit=Decimal("10.00"))
+    return awkward
+
+
+# Every page starts with the same four queries of an admin request: the
+# session, the staff account, its own permissions, its groups' permissions.
+# The filter bar reads two "choices" (the distinct models and providers of the
+# roll-up) and renders two "selects" (organisations, sources).
+ADMIN_REQUEST = 4
+
+
+def test_query_counts_do_not_grow_with_rows(client, manager, data, fixed_today,
+                                            django_assert_num_queries):  # fmt: skip
+    client.force_login(manager)
+    # Overview: filter-bar choices (2); the providers chart (1); headline
+    # totals now and before, each 3: sums, active users, latency histogram (6);
+    # cost per day by model (1); tokens per day (1); top users and their
+    # labels (2); top organisations and their names (2); the providers table
+    # (1); budgets, their organisations' and users' spend (3); the two selects (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 21):
+        assert client.get(OVERVIEW, {"period": "30d"}).status_code == 200
+    # Models: filter-bar choices (2); roll-up sums per model (1); latency
+    # histograms per model (1); ratings, code executions, mistakes (3); selects (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 9):
+        assert client.get(MODELS, {"period": "30d", "sort": "-p95"}).status_code == 200
+    # App user: the app user (1); choices (2); headline (6); cost per day (1);
+    # cost by model (1); budget and the user's spend (2); selects (2); latest
+    # chats (1) and feedback (1), each joined to what the table shows.
+    with django_assert_num_queries(ADMIN_REQUEST + 17):
+        assert client.get(user_url(data.ann), {"period": "30d"}).status_code == 200
+    # Organisation: as the app user's page, the budget spend by organisation.
+    with django_assert_num_queries(ADMIN_REQUEST + 17):
+        assert client.get(org_url(data.acme), {"period": "30d"}).status_code == 200
+    # An export builds the page's figures and charts as the page does, then
+    # only its own table: here the overview's 2 choices, providers chart (1),
+    # headline (6), two series (2) and the top users with labels (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 13):
+        response = client.get(OVERVIEW, {"period": "30d", "export": "top_users"})
+        b"".join(response.streaming_content)
+    # Models export: choices (2) and the models table (5).
+    with django_assert_num_queries(ADMIN_REQUEST + 7):
+        response = client.get(MODELS, {"period": "30d", "export": "models"})
+        b"".join(response.streaming_content)
+
+
+# -- access ------------------------------------------------------------------
+
+
+def _pages(data):
+    return [OVERVIEW, MODELS, user_url(data.ann), org_url(data.acme)]
+
+
+def _exports(data):
+    return [
+        *(f"{OVERVIEW}?export={name}"
+          for name in ("top_users", "top_organizations", "cost_by_provider", "budgets")),
+        f"{MODELS}?export=models",
+        *(f"{user_url(data.ann)}?export={name}" for name in ("by_model", "budgets")),
+        *(f"{org_url(data.acme)}?export={name}" for name in ("by_model", "budgets")),
+    ]  # fmt: skip
+
+
+def test_staff_get_403_from_every_page_and_export(client, staff, awkward):
+    client.force_login(staff)
+    for url in _pages(awkward) + _exports(awkward):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert b"18000000" not in response.content
+
+
+def test_anonymous_is_sent_to_the_login_page(client, awkward):
+    for url in _pages(awkward) + _exports(awkward):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/admin/login/?next=/admin/dashboards/"), url
+
+
+def test_manager_without_export_right_sees_pages_but_no_exports(
+    client, manager_without_export, awkward, fixed_today
+):
+    client.force_login(manager_without_export)
+    for url in _pages(awkward):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b'class="export"' not in response.content, url
+    for url in _exports(awkward):
+        assert client.get(url).status_code == 403, url
+
+
+def test_managers_and_admins_get_the_pages_and_exports(client, manager, awkward, fixed_today):
+    for account in (manager, f.UserFactory(groups=["Admins"])):
+        client.force_login(account)
+        for url in _pages(awkward):
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert b'class="export"' in response.content, url
+        for url in _exports(awkward):
+            assert client.get(url).status_code == 200, url
