@@ -1,25 +1,36 @@
 """Every figure the usage and cost pages show, in one place.
 
 Views call these functions and render; they never aggregate themselves.
-Figures come from the roll-ups (``DailyUsage``, ``DailyLatency``), never
-from the raw ledger, so a page costs as much as the days and models it
+Figures come from the roll-ups (``usage.rollups``), never from the raw
+ledger, so a page costs as much as the days and models it
 shows, not as much as the ledger holds. Days are local days in
 settings.TIME_ZONE, the zone the roll-ups are cut in.
 """
 
 import calendar
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, F, Q, Sum
+from django.db.models import Avg, Count, DecimalField, F, Q, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from chats.models import CodeExecution, Message, MessageFeedback
 from core.models import AppUser, Organization
 
-from .models import LATENCY_BUCKETS_MS, Budget, DailyLatency, DailyUsage
+from .models import (
+    LATENCY_BUCKETS_MS,
+    Budget,
+    DailyLatency,
+    DailyModelLatency,
+    DailyModelUsage,
+    DailyUsage,
+    ModelUsage,
+)
+from .rollups import LEDGER_AGGREGATES, SUMMED, bucket_expression
 
 THOUSAND = Decimal(1000)
 
@@ -101,11 +112,82 @@ class Scope:
             if value not in (None, "")
         }
 
-    def rows(self, model, period):
-        """Roll-up rows of ``model`` in the period and scope."""
+
+# -- where figures come from ---------------------------------------------------
+
+
+class RollupReader:
+    """Reads the roll-ups (the default): the grain without the app user
+    unless the figure or the scope names one."""
+
+    def usage(self, period, scope, by_user=False):
+        model = DailyUsage if by_user or scope.user_id else DailyModelUsage
+        return self._rows(model, period, scope)
+
+    def latency(self, period, scope, by_user=False):
+        model = DailyLatency if by_user or scope.user_id else DailyModelLatency
+        return self._rows(model, period, scope)
+
+    @staticmethod
+    def _rows(model, period, scope):
         return model.objects.filter(
-            day__gte=period.start, day__lte=period.end, **self.lookups()
+            day__gte=period.start, day__lte=period.end, **scope.lookups()
         ).order_by()
+
+    @staticmethod
+    def total(name):
+        """A roll-up column summed over the rows grouped."""
+        return Sum(name)
+
+
+class LedgerReader:
+    """Reads the raw ledger, shaped like the roll-ups (same column names), so
+    every figure can be computed from it for comparison: tests and
+    bench/pages_bench.py. Never used by the pages."""
+
+    def _ledger(self, period, scope):
+        start, end = period.local_bounds()
+        return (
+            ModelUsage.objects.filter(timestamp__gte=start, timestamp__lt=end, **scope.lookups())
+            .order_by()
+            .annotate(day=TruncDate("timestamp", tzinfo=timezone.get_current_timezone()))
+        )
+
+    def usage(self, period, scope, by_user=False):
+        return self._ledger(period, scope)
+
+    def latency(self, period, scope, by_user=False):
+        return (
+            self._ledger(period, scope)
+            .filter(request_time_ms__isnull=False)
+            .annotate(bucket=bucket_expression())
+        )
+
+    @staticmethod
+    def total(name):
+        """A roll-up column's sum, computed from the ledger rows grouped.
+
+        Sums of only NULLs count as 0, as in the roll-up's NOT NULL columns
+        (unpriced calls are counted in ``unpriced_requests``)."""
+        aggregate = LEDGER_AGGREGATES[name]
+        if not isinstance(aggregate, Sum):
+            return aggregate
+        zero = Value(Decimal(0), output_field=DecimalField()) if name == "cost" else Value(0)
+        return Coalesce(aggregate, zero)
+
+
+reader = RollupReader()
+
+
+@contextmanager
+def reading_from(source):
+    """Compute figures from another reader within the block (LedgerReader)."""
+    global reader
+    previous, reader = reader, source
+    try:
+        yield
+    finally:
+        reader = previous
 
 
 # -- latency percentiles from the histogram ---------------------------------
@@ -143,9 +225,9 @@ def _histograms(period, scope, *group_by):
     """{group key: {bucket: requests}} from DailyLatency."""
     result = {}
     rows = (
-        scope.rows(DailyLatency, period)
+        reader.latency(period, scope)
         .values(*group_by, "bucket")
-        .annotate(n=Sum("requests"))
+        .annotate(n=reader.total("requests"))
         .values_list(*group_by, "bucket", "n")
     )
     for *key, bucket, n in rows:
@@ -155,22 +237,22 @@ def _histograms(period, scope, *group_by):
 
 # -- totals --------------------------------------------------------------------
 
-SUMS = {
-    "requests": Sum("requests"),
-    "prompt_tokens": Sum("prompt_tokens"),
-    "completion_tokens": Sum("completion_tokens"),
-    "total_tokens": Sum("total_tokens"),
-    "cost": Sum("cost"),
-    "unpriced_requests": Sum("unpriced_requests"),
-    "streaming_requests": Sum("streaming_requests"),
-    "timed_requests": Sum("timed_requests"),
-    "request_time_ms_sum": Sum("request_time_ms_sum"),
-}
+
+def sums():
+    """Every summed column as ``<name>_total``, aggregated as the current
+    reader reads it (suffixed: the ledger's counts filter on columns such as
+    ``cost`` that the sums would otherwise shadow)."""
+    return {f"{name}_total": reader.total(name) for name in SUMMED}
+
+
+def unsuffixed(row):
+    """A row of ``sums()`` with the plain column names."""
+    return {name.removesuffix("_total"): value for name, value in row.items()}
 
 
 def _derive(row):
     """Ratios of summed roll-up columns; missing sums become 0."""
-    for name in SUMS:
+    for name in SUMMED:
         row[name] = row.get(name) or (Decimal(0) if name == "cost" else 0)
     tokens = row["total_tokens"]
     # Unknown, not $0, when no request was priced.
@@ -187,12 +269,12 @@ def _derive(row):
 
 def totals(period, scope):
     """The overview's headline figures for one period."""
-    rollup = scope.rows(DailyUsage, period)
-    row = _derive(rollup.aggregate(**SUMS))
+    row = _derive(unsuffixed(reader.usage(period, scope).aggregate(**sums())))
     row["active_users"] = (
-        rollup.filter(user_id__isnull=False)
+        reader.usage(period, scope, by_user=True)
+        .filter(user_id__isnull=False)
         .values("user_id")
-        .annotate(n=Sum("requests"))
+        .annotate(n=reader.total("requests"))
         .filter(n__gt=0)
         .count()
     )
@@ -243,9 +325,9 @@ def headline(period, scope):
 def cost_per_day_by_model(period, scope):
     """[(day, model_name, cost)] ordered by day."""
     return list(
-        scope.rows(DailyUsage, period)
+        reader.usage(period, scope)
         .values("day", "model_name")
-        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
         .filter(requests__gt=0)
         .order_by("day", "model_name")
         .values_list("day", "model_name", "cost")
@@ -256,9 +338,9 @@ def tokens_per_day(period, scope):
     """[(day, input tokens, output tokens)] for every day of the period."""
     found = {
         day: (prompt, completion)
-        for day, prompt, completion in scope.rows(DailyUsage, period)
+        for day, prompt, completion in reader.usage(period, scope)
         .values("day")
-        .annotate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+        .annotate(p=reader.total("prompt_tokens"), c=reader.total("completion_tokens"))
         .values_list("day", "p", "c")
     }
     return [(day, *found.get(day, (0, 0))) for day in period.each_day()]
@@ -267,9 +349,9 @@ def tokens_per_day(period, scope):
 def cost_by_provider(period, scope):
     """[(provider, cost)] most expensive first."""
     return list(
-        scope.rows(DailyUsage, period)
+        reader.usage(period, scope)
         .values("provider")
-        .annotate(cost=Sum("cost"), requests=Sum("requests"))
+        .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
         .filter(requests__gt=0)
         .order_by("-cost", "provider")
         .values_list("provider", "cost")
@@ -279,10 +361,14 @@ def cost_by_provider(period, scope):
 def top_users(period, scope, limit=10):
     """The app users who cost most: [{user_id, label, cost, tokens, requests}]."""
     rows = list(
-        scope.rows(DailyUsage, period)
+        reader.usage(period, scope, by_user=True)
         .filter(user_id__isnull=False)
         .values("user_id")
-        .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"), requests=Sum("requests"))
+        .annotate(
+            cost=reader.total("cost"),
+            tokens=reader.total("total_tokens"),
+            requests=reader.total("requests"),
+        )
         .filter(requests__gt=0)
         .order_by(F("cost").desc(nulls_last=True), "user_id")[:limit]
     )
@@ -295,10 +381,14 @@ def top_users(period, scope, limit=10):
 def top_organizations(period, scope, limit=10):
     """The organisations that cost most: [{organization_id, label, cost, …}]."""
     rows = list(
-        scope.rows(DailyUsage, period)
+        reader.usage(period, scope)
         .filter(organization_id__isnull=False)
         .values("organization_id")
-        .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"), requests=Sum("requests"))
+        .annotate(
+            cost=reader.total("cost"),
+            tokens=reader.total("total_tokens"),
+            requests=reader.total("requests"),
+        )
         .filter(requests__gt=0)
         .order_by(F("cost").desc(nulls_last=True), "organization_id")[:limit]
     )
@@ -374,11 +464,11 @@ def _quality_by_model(period, scope):
 def models_table(period, scope, sort="-cost"):
     """One row per model and provider with usage, cost, latency and quality."""
     rows = [
-        _derive(row)
-        for row in scope.rows(DailyUsage, period)
+        _derive(unsuffixed(row))
+        for row in reader.usage(period, scope)
         .values("model_name", "provider")
-        .annotate(**SUMS)
-        .filter(requests__gt=0)
+        .annotate(**sums())
+        .filter(requests_total__gt=0)
         .order_by("model_name", "provider")  # ties keep one order on page and CSV
     ]
     histograms = _histograms(period, scope, "model_name", "provider")
@@ -414,9 +504,9 @@ def sort_rows(rows, sort):
 def cost_per_day(period, scope):
     """[(day, cost)] for every day of the period (0 on empty days)."""
     found = dict(
-        scope.rows(DailyUsage, period)
+        reader.usage(period, scope)
         .values("day")
-        .annotate(cost=Sum("cost"))
+        .annotate(cost=reader.total("cost"))
         .values_list("day", "cost")
     )
     return [(day, found.get(day) or Decimal(0)) for day in period.each_day()]
@@ -425,9 +515,13 @@ def cost_per_day(period, scope):
 def cost_by_model(period, scope):
     """[(model_name, provider, cost, tokens, requests)] most expensive first."""
     return list(
-        scope.rows(DailyUsage, period)
+        reader.usage(period, scope)
         .values("model_name", "provider")
-        .annotate(cost=Sum("cost"), tokens=Sum("total_tokens"), requests=Sum("requests"))
+        .annotate(
+            cost=reader.total("cost"),
+            tokens=reader.total("total_tokens"),
+            requests=reader.total("requests"),
+        )
         .filter(requests__gt=0)
         .order_by(F("cost").desc(nulls_last=True), "model_name")
         .values_list("model_name", "provider", "cost", "tokens", "requests")
@@ -468,17 +562,18 @@ def budget_statuses(today=None, scope=None):
     if scope and scope.user_id:
         budgets = budgets.filter(user_id=scope.user_id)
     budgets = list(budgets)
-    rollup = Scope().rows(DailyUsage, month)
     by_org = dict(
-        rollup.filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
+        reader.usage(month, Scope())
+        .filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
         .values("organization_id")
-        .annotate(c=Sum("cost"))
+        .annotate(c=reader.total("cost"))
         .values_list("organization_id", "c")
     )
     by_user = dict(
-        rollup.filter(user_id__in=[b.user_id for b in budgets if b.user_id])
+        reader.usage(month, Scope(), by_user=True)
+        .filter(user_id__in=[b.user_id for b in budgets if b.user_id])
         .values("user_id")
-        .annotate(c=Sum("cost"))
+        .annotate(c=reader.total("cost"))
         .values_list("user_id", "c")
     )
     statuses = []

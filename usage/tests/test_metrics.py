@@ -869,3 +869,28 @@ def test_moved_rows_leave_no_zero_provider_or_model(awkward, time_zone):
         got = [(d, m, money(c)) for d, m, c in metrics.cost_per_day_by_model(period, scope)]
         assert got == raw.cost_per_day_by_model(period, scope), (period, scope)
         assert_totals(metrics.totals(period, scope), raw.totals(period, scope), (period, scope))
+
+
+def test_every_figure_from_the_raw_ledger_equals_the_rollups(awkward, time_zone):
+    # LedgerReader computes the same figures straight from usage_modelusage:
+    # the roll-ups (both grains) must agree with it on every period and scope.
+    from_rollups = snapshot(awkward)
+
+    with metrics.reading_from(metrics.LedgerReader()):
+        from_ledger = snapshot(awkward)
+
+    for ledger_part, rollup_part in zip(from_ledger, from_rollups, strict=True):
+        for index, (ledger_value, rollup_value) in enumerate(
+            zip(ledger_part, rollup_part, strict=True)
+        ):
+            assert ledger_value == rollup_value, index
+
+
+def test_pages_read_the_model_grain_unless_a_user_is_named(awkward, time_zone):
+    period = Period(dt.date(2024, 3, 1), dt.date(2024, 3, 14))
+    reader = metrics.RollupReader()
+
+    assert reader.usage(period, Scope()).model is rollups.DailyModelUsage
+    assert reader.latency(period, Scope()).model is rollups.DailyModelLatency
+    assert reader.usage(period, Scope(user_id=awkward.ann.pk)).model is DailyUsage
+    assert reader.usage(period, Scope(), by_user=True).model is DailyUsage
