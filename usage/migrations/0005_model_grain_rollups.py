@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("core", "0007_sync_groups_templateversion"),
+        ("core", "0005_sync_groups_daily_latency"),
         ("usage", "0004_rollup_blank_keys"),
     ]
 
