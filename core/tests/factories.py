@@ -37,6 +37,8 @@ from reports.models import AnalysisResult, DeepAnalysisReport
 from usage.models import (
     Budget,
     DailyLatency,
+    DailyModelLatency,
+    DailyModelUsage,
     DailyUsage,
     ModelPrice,
     ModelUsage,
@@ -396,6 +398,16 @@ class DailyLatencyFactory(factory.django.DjangoModelFactory):
     provider = "openai"
     bucket = 7  # 1000–1500 ms
     requests = 3
+
+
+class DailyModelUsageFactory(DailyUsageFactory):
+    class Meta:
+        model = DailyModelUsage
+
+
+class DailyModelLatencyFactory(DailyLatencyFactory):
+    class Meta:
+        model = DailyModelLatency
 
 
 class DeepAnalysisReportFactory(ImportedFactory):
