@@ -4,11 +4,14 @@ markdown-it-py (CommonMark) renders with raw HTML disabled, so markup in a
 message shows as text; nh3 then keeps only an allow-list of tags and
 attributes and http(s)/mailto links, so no script, event handler or
 javascript: URL survives whatever the renderer lets through. Rendered HTML
-is cached by content hash: a transcript re-renders nothing it has shown.
+is cached by content hash (and a hash of the rules, so a tightened
+allow-list is never bypassed by the cache): a transcript re-renders nothing
+it has shown.
 """
 
 import hashlib
 
+import markdown_it
 import nh3
 from django.core.cache import cache
 from django.utils.safestring import mark_safe
@@ -42,8 +45,26 @@ def render_markdown(text):
     return mark_safe(sanitise(_markdown.render(text or "")))  # noqa: S308 (sanitised by nh3)
 
 
+def _config_prefix():
+    """A cache-key prefix naming the renderer, the sanitiser and their rules:
+    HTML cached under older (perhaps looser) rules is never served."""
+    config = repr(
+        (
+            markdown_it.__version__,
+            getattr(nh3, "__version__", ""),
+            sorted(TAGS),
+            sorted((tag, sorted(names)) for tag, names in ATTRIBUTES.items()),
+            sorted(URL_SCHEMES),
+        )
+    )
+    return "md:" + hashlib.blake2b(config.encode(), digest_size=6).hexdigest() + ":"
+
+
+_PREFIX = _config_prefix()
+
+
 def _key(text):
-    return "md:" + hashlib.blake2b((text or "").encode(), digest_size=16).hexdigest()
+    return _PREFIX + hashlib.blake2b((text or "").encode(), digest_size=16).hexdigest()
 
 
 def render_many(texts):

@@ -42,7 +42,11 @@ def code_diff(initial, latest):
         initial.splitlines(), latest.splitlines(), "initial", "latest", lineterm=""
     )
     classes = {"+": "added", "-": "removed", "@": "hunk"}
-    return [(classes.get(line[:1], "context"), line) for line in lines]
+    # The "--- initial" / "+++ latest" file headers are not removed/added lines.
+    return [
+        ("header" if n < 2 else classes.get(line[:1], "context"), line)
+        for n, line in enumerate(lines)
+    ]
 
 
 def result_table(result):
@@ -84,9 +88,14 @@ class MessageView:
     result_json: str | None
 
 
-def _errors(error_messages):
+def _errors(error_messages, failed_agents=None):
     if isinstance(error_messages, dict):
-        return [(str(agent), str(text)) for agent, text in error_messages.items()]
+        # jsonb (PostgreSQL) does not keep key order: show the errors in the
+        # order the agents failed, any others after them by name.
+        agents = failed_agents if isinstance(failed_agents, list) else []
+        order = {str(agent): n for n, agent in reversed(list(enumerate(agents)))}
+        errors = [(str(agent), str(text)) for agent, text in error_messages.items()]
+        return sorted(errors, key=lambda error: (order.get(error[0], len(order)), error[0]))
     if error_messages:
         return [("", pretty(error_messages))]
     return []
@@ -106,7 +115,11 @@ def _view(message, html):
         metadata=metadata,
         feedback=feedback,
         executions=[
-            ExecutionView(e, code_diff(e.initial_code, e.latest_code), _errors(e.error_messages))
+            ExecutionView(
+                e,
+                code_diff(e.initial_code, e.latest_code),
+                _errors(e.error_messages, e.failed_agents),
+            )
             for e in message.code_executions.all()
         ],
         result=table,

@@ -21,6 +21,8 @@ from .models import Chat, Message
 
 QUEUE_PAGE_SIZE = 50
 SEARCH_PAGE_SIZE = 50
+# Deeper pages help no reader, and a huge ?page= would overflow OFFSET (a 500).
+SEARCH_MAX_PAGE = 10_000
 
 
 def staff_page(permission):
@@ -122,7 +124,7 @@ def feedback_queue(request):
 @staff_page("chats.view_message")
 def message_search(request):
     query = request.GET.get("q", "").strip()
-    page = max(_int(request.GET.get("page")) or 1, 1)
+    page = min(max(_int(request.GET.get("page")) or 1, 1), SEARCH_MAX_PAGE)
     found = search.search_messages(
         query, limit=SEARCH_PAGE_SIZE + 1, offset=(page - 1) * SEARCH_PAGE_SIZE
     )
