@@ -14,7 +14,8 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from chats.models import Chat, Message
-from core.models import AgentTemplate, AppUser, Organization, SystemConfig
+from core import template_history
+from core.models import AgentTemplate, AppUser, Organization, QueryTemplate, SystemConfig
 from usage import rollups
 from usage.models import ModelPrice, ModelUsage
 
@@ -167,6 +168,11 @@ def final_phase(ctx, tts_accounts, users):
         ctx.writer.flush()
         bar.update()
         rollups.rebuild()
+        # Every shipped template starts its history with the state it has.
+        for model in (AgentTemplate, QueryTemplate):
+            template_history.record_versions(
+                model.objects.order_by("pk"), template_history.Action.BASELINE
+            )
         bar.update(2)
 
 

@@ -13,9 +13,11 @@ from decimal import Decimal
 import factory
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from chats.models import Chat, CodeExecution, Message, MessageFeedback, UploadedFile
+from core import template_history
 from core.models import (
     AgentTemplate,
     ApiKey,
@@ -29,6 +31,7 @@ from core.models import (
     RefreshToken,
     Source,
     SystemConfig,
+    TemplateVersion,
     User,
     UserSession,
     UserTemplatePreference,
@@ -408,6 +411,22 @@ class DailyModelUsageFactory(DailyUsageFactory):
 class DailyModelLatencyFactory(DailyLatencyFactory):
     class Meta:
         model = DailyModelLatency
+
+
+class TemplateVersionFactory(factory.django.DjangoModelFactory):
+    """Version 1 of an agent template, as core.template_history records it."""
+
+    class Meta:
+        model = TemplateVersion
+
+    class Params:
+        template = factory.SubFactory(AgentTemplateFactory)
+
+    content_type = factory.LazyAttribute(lambda o: ContentType.objects.get_for_model(o.template))
+    object_id = factory.LazyAttribute(lambda o: o.template.pk)
+    number = 1
+    data = factory.LazyAttribute(lambda o: template_history.snapshot(o.template))
+    action = TemplateVersion.Action.CREATED
 
 
 class DeepAnalysisReportFactory(ImportedFactory):
