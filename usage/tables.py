@@ -10,7 +10,7 @@ from django.http import StreamingHttpResponse
 class Column:
     key: str
     label: str
-    kind: str = "text"  # text | number | money | ms | share | rating | date
+    kind: str = "text"  # a kind of usage.templatetags.figures.figure
 
 
 @dataclass
@@ -21,6 +21,9 @@ class Table:
     rows: list
     # row → URL of the row's page (or None)
     link: object = None
+    # False when the URLs carry their own query (a drill-down, a transcript
+    # anchor): the page's filters are then not appended to them.
+    link_keeps_query: bool = True
     link_key: str | None = None
     sortable: bool = False
     note: str = ""

@@ -1,0 +1,22 @@
+"""The report list's filter bar: the cost pages' period presets and scope
+(kept in the URL), and the report's status."""
+
+import django_filters
+
+from usage.quality_filters import QualityFilter
+
+from .models import DeepAnalysisReport
+
+
+class ReportFilter(QualityFilter):
+    # A report has an app user (and through it an organisation) and a
+    # status; no model or provider.
+    omit = ("model", "provider", "source")
+
+    status = django_filters.ChoiceFilter(
+        choices=DeepAnalysisReport.Status.choices, method="keep", label="Status"
+    )
+
+    def status_value(self):
+        """The chosen status, or None (any; also when the form is invalid)."""
+        return (self.form.cleaned_data.get("status") or None) if self.form.is_valid() else None

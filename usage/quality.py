@@ -1,0 +1,1189 @@
+"""Quality, activity and text-to-SQL figures: "does it work?" and "is anyone
+using it?", beside the cost figures of ``usage.metrics``.
+
+The same family as usage.metrics: every figure is computed for a Period of
+local days (settings.TIME_ZONE, the zone days are cut in) and a Scope, and
+views only call these functions. Figures are aggregated in the database.
+
+These figures read chats' and core's tables (code executions, feedback,
+messages, chats, app users, sessions) and usage.QueryAnalytics; the "usage by
+source and organisation" tables read the ledger's roll-ups through
+``usage.metrics.reader``. A Scope field that a table cannot answer is not
+applied (``Fields`` below says which apply where):
+
+- code executions: the chat's app user and organisation, the execution's
+  source, model and provider;
+- feedback: the rated message's chat's app user and organisation, the
+  feedback's source, model and provider; anchored on when it was given;
+- messages (mistakes, activity): the chat's app user and organisation, the
+  message's source; mistakes also by the message's model (no provider is
+  stored on a message);
+- app users, sessions, cohorts: the app user, their organisation and source;
+- text-to-SQL queries: the app user, their organisation, the source, and the
+  model and provider of the linked ledger row.
+
+Error types of failed code executions are parsed in SQL from the stored
+``error_messages`` (a JSON map agent → message, or a list or a string):
+the last non-blank line of a message is its summary; the text before its
+first ":" is the error type when it is one word (an exception class name
+such as ``KeyError`` or ``pandas.errors.ParserError``), otherwise the whole
+line (first 100 characters) is. SQLite and PostgreSQL spell the same rule
+with their own string and JSON functions (``_ERROR_ENTRIES``).
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connections
+from django.db.models import (
+    Aggregate,
+    Avg,
+    Case,
+    Count,
+    DateField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce, TruncDate, TruncMonth, TruncWeek
+from django.utils import timezone
+
+from chats.models import Chat, CodeExecution, Message, MessageFeedback
+from core.models import AppUser, Organization, Source, UserSession
+
+from . import metrics
+from .metrics import Figure, Period, Scope
+from .models import QueryAnalytics
+
+NO_AGENT = "(no agent recorded)"
+NO_ERROR = "(no error message)"
+NOT_RECORDED = "not recorded"
+P95 = 0.95
+
+
+# -- which Scope fields apply to which table ----------------------------------
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a Scope's fields are found from one model (None: not applicable)."""
+
+    user: str | None = None
+    organization: str | None = None
+    source: str | None = "source_id"
+    model: str | None = None
+    provider: str | None = None
+
+
+EXECUTION = Fields("chat__user_id", "chat__organization_id", model="model_name",
+                   provider="model_provider")  # fmt: skip
+FEEDBACK = Fields("message__chat__user_id", "message__chat__organization_id",
+                  model="model_name", provider="model_provider")  # fmt: skip
+MESSAGE = Fields("chat__user_id", "chat__organization_id", model="model_name")
+CHAT_MESSAGE = Fields("chat__user_id", "chat__organization_id")
+CHAT = Fields("user_id", "organization_id")
+APP_USER = Fields("id", "organization_id")
+SESSION = Fields("user_id", "user__organization_id")
+QUERY = Fields("user_id", "user__organization_id", model="usage__model_name",
+               provider="usage__provider")  # fmt: skip
+
+
+def scoped(queryset, scope, fields):
+    """``queryset`` narrowed by the Scope fields that apply to it."""
+    lookups = {}
+    for name, value in (
+        ("user", scope.user_id),
+        ("organization", scope.organization_id),
+        ("source", scope.source_id),
+        ("model", scope.model_name),
+        ("provider", scope.provider),
+    ):
+        path = getattr(fields, name)
+        if path and value not in (None, ""):
+            lookups[path] = value
+    return queryset.filter(**lookups)
+
+
+def in_period(period, field="created_at"):
+    start, end = period.local_bounds()
+    return Q(**{f"{field}__gte": start, f"{field}__lt": end})
+
+
+def local_day(field):
+    return TruncDate(field, tzinfo=timezone.get_current_timezone())
+
+
+def ratio(part, whole):
+    return part / whole if whole else None
+
+
+def _by_day(queryset, field, period, **aggregates):
+    """{day: {aggregate: value}} for every day of the period (None on empty days)."""
+    found = {
+        row.pop("day"): row
+        for row in queryset.annotate(day=local_day(field))
+        .values("day")
+        .annotate(**aggregates)
+        .order_by("day")
+    }
+    empty = dict.fromkeys(aggregates)
+    return {day: found.get(day, empty) for day in period.each_day()}
+
+
+def _headline(totals, period, scope, items):
+    """metrics.Figure per (key, label, kind), against the period before."""
+    now, before = totals(period, scope), totals(period.previous(), scope)
+    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in items]
+
+
+# -- raw SQL around ORM querysets ----------------------------------------------
+
+
+def _compiled(queryset):
+    """(sql, params) of a queryset on its own database."""
+    return queryset.query.get_compiler(using=queryset.db).as_sql()
+
+
+def _vendor(queryset):
+    return connections[queryset.db].vendor
+
+
+def _fetch(queryset, sql, params):
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _around(template, queryset, *extra):
+    """``template`` with each ``__IDS__`` replaced by the SQL of
+    ``queryset.values("id")``, and the parameters in order.
+
+    The SQL is built from our own constants and Django's compiled SQL only;
+    every value travels as a parameter."""
+    try:
+        sql, params = _compiled(queryset.order_by().values("id"))
+    except EmptyResultSet:  # e.g. id__in=[]: no rows
+        sql, params = "SELECT NULL AS id WHERE 1 = 0", []
+    count = template.count("__IDS__")
+    return template.replace("__IDS__", sql), [*params] * count + list(extra)
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY x)``."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, fraction, **extra):
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+# SQLite has no percentile_cont: fetch the two values around the position
+# fraction × (n − 1) of the ordered values with one OFFSET query (the count
+# computed inside it) and interpolate between them, as percentile_cont does.
+_SQLITE_PERCENTILE = """
+SELECT q.v, (SELECT COUNT(*) FROM (__VALUES__) AS c)
+FROM (__VALUES__) AS q ORDER BY q.v
+LIMIT 2 OFFSET (SELECT CAST(%s * (COUNT(*) - 1) AS INTEGER) FROM (__VALUES__) AS o)
+"""
+
+
+def percentile_cont(queryset, field, fraction=P95):
+    """The continuous percentile (linear interpolation, as PostgreSQL's
+    percentile_cont) of a numeric field over a queryset; None without values.
+
+    PostgreSQL computes it with percentile_cont; SQLite with one ordered
+    OFFSET query (``_SQLITE_PERCENTILE``). One query either way.
+    """
+    values = queryset.filter(**{f"{field}__isnull": False}).order_by()
+    if _vendor(values) == "postgresql":
+        return values.aggregate(p=PercentileCont(field, fraction))["p"]
+    try:
+        sql, params = _compiled(values.annotate(v=F(field)).values("v"))
+    except EmptyResultSet:  # e.g. pk__in=[]: no values
+        return None
+    query = _SQLITE_PERCENTILE.replace("__VALUES__", sql)
+    rows = _fetch(values, query, [*params, *params, fraction, *params])
+    if not rows:
+        return None
+    n = rows[0][1]
+    position = fraction * (n - 1)
+    low = int(position)
+    first = float(rows[0][0])
+    if len(rows) == 1:
+        return first
+    return first + (float(rows[1][0]) - first) * (position - low)
+
+
+# -- code executions -------------------------------------------------------------
+
+CHANGED_CODE = Q(initial_code__isnull=False, latest_code__isnull=False) & ~Q(
+    initial_code=F("latest_code")
+)
+RUN_TIME = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=DurationField())
+
+
+def executions(period, scope):
+    """Code executions created in the period, in scope."""
+    return scoped(CodeExecution.objects.filter(in_period(period)), scope, EXECUTION).order_by()
+
+
+def _execution_counts():
+    return {
+        "executions": Count("id"),
+        "successes": Count("id", filter=Q(is_successful=True)),
+        "retried": Count("id", filter=CHANGED_CODE),
+    }
+
+
+def execution_totals(period, scope):
+    """Executions, successes, failures, success rate, share with changed code,
+    chats with code and executions per such chat."""
+    row = executions(period, scope).aggregate(
+        **_execution_counts(),
+        chats=Count("chat_id", distinct=True),
+        in_chats=Count("id", filter=Q(chat__isnull=False)),
+    )
+    row["failures"] = row["executions"] - row["successes"]
+    row["success_rate"] = ratio(row["successes"], row["executions"])
+    row["retried_share"] = ratio(row["retried"], row["executions"])
+    row["per_chat"] = ratio(row.pop("in_chats"), row["chats"])
+    return row
+
+
+EXECUTION_HEADLINE = [
+    ("executions", "Code executions", "number"),
+    ("success_rate", "Success rate", "share"),
+    ("failures", "Failed executions", "number"),
+    ("retried_share", "Code changed before the last run", "share"),
+    ("chats", "Chats with code", "number"),
+    ("per_chat", "Executions per chat", "decimal"),
+]
+
+
+def execution_headline(period, scope):
+    return _headline(execution_totals, period, scope, EXECUTION_HEADLINE)
+
+
+def success_per_day(period, scope):
+    """[(day, executions, successes, success rate)] for every day (rate None
+    on a day without executions)."""
+    days = _by_day(executions(period, scope), "created_at", period, **_execution_counts())
+    return [
+        (day, row["executions"] or 0, row["successes"] or 0,
+         ratio(row["successes"], row["executions"]))
+        for day, row in days.items()
+    ]  # fmt: skip
+
+
+def success_by_model(period, scope):
+    """One row per model and provider, most executions first."""
+    rows = list(
+        executions(period, scope)
+        .values("model_name", "model_provider")
+        .annotate(**_execution_counts())
+        .order_by("-executions", F("model_name").asc(nulls_last=True), "model_provider")
+    )
+    for row in rows:
+        row["failures"] = row["executions"] - row["successes"]
+        row["success_rate"] = ratio(row["successes"], row["executions"])
+        row["retried_share"] = ratio(row["retried"], row["executions"])
+    return rows
+
+
+def failing_executions(period, scope):
+    return executions(period, scope).filter(is_successful=False)
+
+
+# One row per (failed execution, stored error message): the execution, the
+# agent (the JSON map's key; None for a list or a bare string), the
+# message's last non-blank line and its error type (module docstring). A
+# failed execution without any message gives one row typed NO_ERROR.
+_ENTRIES_OUTER = """
+SELECT execution_id, agent, last_line,
+  CASE WHEN message IS NULL THEN '(no error message)'
+       WHEN last_line = '' THEN '(empty message)'
+       WHEN head <> '' AND {one_word} THEN substr(head, 1, 100)
+       ELSE substr(last_line, 1, 100) END AS error_type
+FROM (
+  SELECT execution_id, agent, message, last_line, {head} AS head
+  FROM (
+    SELECT execution_id, agent, message, {last_line} AS last_line
+    FROM ({raw}) AS raw
+  ) AS lines
+) AS heads
+"""
+
+_ERROR_ENTRIES = {
+    "sqlite": _ENTRIES_OUTER.format(
+        one_word="instr(head, ' ') = 0",
+        head="trim(CASE WHEN instr(last_line, ':') > 0 "
+        "THEN substr(last_line, 1, instr(last_line, ':') - 1) ELSE last_line END, ' ' || char(9))",
+        # After the last newline: rtrim by every character but the newline
+        # leaves the text up to it.
+        last_line="trim(substr(t, length(rtrim(t, replace(t, char(10), ''))) + 1), "
+        "' ' || char(9, 13))",
+        raw="""
+      SELECT e.id AS execution_id,
+        CASE WHEN json_type(e.error_messages) = 'object' THEN j.key END AS agent,
+        j.value AS message,
+        rtrim(CAST(j.value AS TEXT), ' ' || char(9, 10, 13)) AS t
+      FROM (__IDS__) AS f
+      JOIN chats_codeexecution e ON e.id = f.id
+      LEFT JOIN json_each(e.error_messages) AS j""",
+    ),
+    "postgresql": _ENTRIES_OUTER.format(
+        one_word="strpos(head, ' ') = 0",
+        head="btrim(split_part(last_line, ':', 1), E' \\t')",
+        last_line="btrim(reverse(split_part(reverse(t), E'\\n', 1)), E' \\t\\r')",
+        raw="""
+      SELECT e.id AS execution_id, j.agent, j.message, rtrim(j.message, E' \\t\\n\\r') AS t
+      FROM (__IDS__) AS f
+      JOIN chats_codeexecution e ON e.id = f.id
+      LEFT JOIN LATERAL (
+        SELECT key AS agent, value AS message FROM jsonb_each_text(
+          CASE WHEN jsonb_typeof(e.error_messages) = 'object'
+               THEN e.error_messages ELSE '{}'::jsonb END)
+        UNION ALL
+        SELECT NULL, value FROM jsonb_array_elements_text(
+          CASE WHEN jsonb_typeof(e.error_messages) = 'array'
+               THEN e.error_messages ELSE '[]'::jsonb END)
+        UNION ALL
+        SELECT NULL, e.error_messages #>> '{}'
+        WHERE jsonb_typeof(e.error_messages) NOT IN ('object', 'array', 'null')
+      ) AS j ON TRUE""",
+    ),
+}
+
+# One row per (failed execution, agent): the agents named in failed_agents
+# and the keys of error_messages; NO_AGENT when neither names one.
+_AGENT_ROWS = {
+    "sqlite": """
+SELECT f.id AS execution_id, COALESCE(a.agent, '(no agent recorded)') AS agent
+FROM (__IDS__) AS f LEFT JOIN (
+  SELECT e.id, CAST(j.value AS TEXT) AS agent
+  FROM chats_codeexecution e, json_each(e.failed_agents) AS j
+  WHERE e.id IN (__IDS__) AND json_type(e.failed_agents) = 'array' AND j.value IS NOT NULL
+  UNION
+  SELECT e.id, j.key FROM chats_codeexecution e, json_each(e.error_messages) AS j
+  WHERE e.id IN (__IDS__) AND json_type(e.error_messages) = 'object'
+) AS a ON a.id = f.id
+""",
+    "postgresql": """
+SELECT f.id AS execution_id, COALESCE(a.agent, '(no agent recorded)') AS agent
+FROM (__IDS__) AS f LEFT JOIN (
+  SELECT e.id, j.agent FROM chats_codeexecution e
+  CROSS JOIN LATERAL jsonb_array_elements_text(
+    CASE WHEN jsonb_typeof(e.failed_agents) = 'array'
+         THEN e.failed_agents ELSE '[]'::jsonb END) AS j(agent)
+  WHERE e.id IN (__IDS__) AND j.agent IS NOT NULL
+  UNION
+  SELECT e.id, j.agent FROM chats_codeexecution e
+  CROSS JOIN LATERAL jsonb_object_keys(
+    CASE WHEN jsonb_typeof(e.error_messages) = 'object'
+         THEN e.error_messages ELSE '{}'::jsonb END) AS j(agent)
+  WHERE e.id IN (__IDS__)
+) AS a ON a.id = f.id
+""",
+}
+
+
+def _entries(queryset):
+    return _ERROR_ENTRIES[_vendor(queryset)]
+
+
+def _agent_rows(queryset):
+    return _AGENT_ROWS[_vendor(queryset)]
+
+
+def failures_by_error_type(period, scope):
+    """[{error_type, executions, agents, example}] most frequent first; an
+    execution with messages of two types counts in both groups."""
+    failing = failing_executions(period, scope)
+    sql, params = _around(
+        f"SELECT error_type, COUNT(DISTINCT execution_id), COUNT(DISTINCT agent), "  # noqa: S608
+        f"MIN(last_line) FROM ({_entries(failing)}) AS x "
+        "GROUP BY error_type ORDER BY 2 DESC, error_type",
+        failing,
+    )
+    return [
+        {"error_type": kind, "executions": n, "agents": agents, "example": example}
+        for kind, n, agents, example in _fetch(failing, sql, params)
+    ]
+
+
+def failures_by_agent(period, scope):
+    """[{agent, executions, share, chats}] most failures first: an agent
+    fails in an execution when failed_agents or error_messages names it."""
+    failing = failing_executions(period, scope)
+    sql, params = _around(
+        "SELECT r.agent, COUNT(DISTINCT r.execution_id), COUNT(DISTINCT e.chat_id) "  # noqa: S608
+        f"FROM ({_agent_rows(failing)}) AS r JOIN chats_codeexecution e ON e.id = r.execution_id "
+        "GROUP BY r.agent ORDER BY 2 DESC, r.agent",
+        failing,
+    )
+    rows = _fetch(failing, sql, params)
+    total = failing.count()
+    return [
+        {"agent": agent, "executions": n, "share": ratio(n, total), "chats": chats}
+        for agent, n, chats in rows
+    ]
+
+
+def execution_list(period, scope, outcome="failed", error_type=None, agent=None):
+    """The executions of a group, newest first (the drill-down list).
+
+    ``outcome``: "failed", "succeeded" or anything else for both. A group is
+    one error type or one agent of ``failures_by_error_type`` /
+    ``failures_by_agent``; either implies failed executions.
+    """
+    queryset = executions(period, scope)
+    if outcome == "failed" or error_type or agent:
+        queryset = queryset.filter(is_successful=False)
+    elif outcome == "succeeded":
+        queryset = queryset.filter(is_successful=True)
+    if error_type:
+        sql, params = _around(
+            f"SELECT execution_id FROM ({_entries(queryset)}) AS x WHERE error_type = %s",  # noqa: S608
+            queryset,
+            error_type,
+        )
+        queryset = queryset.filter(id__in=RawSQL(sql, params))  # noqa: S611 (_around)
+    if agent:
+        sql, params = _around(
+            f"SELECT execution_id FROM ({_agent_rows(queryset)}) AS x WHERE agent = %s",  # noqa: S608
+            queryset,
+            agent,
+        )
+        queryset = queryset.filter(id__in=RawSQL(sql, params))  # noqa: S611 (_around)
+    return (
+        queryset.select_related("chat__user")
+        .annotate(run_time=RUN_TIME)
+        .order_by("-created_at", "-id")
+    )
+
+
+def execution_errors(ids):
+    """{execution id: [(agent, error type, last line)]} for a page of
+    executions (the list page's error column)."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    queryset = CodeExecution.objects.filter(id__in=ids, is_successful=False)
+    sql, params = _around(
+        f"SELECT execution_id, agent, error_type, last_line FROM ({_entries(queryset)}) AS x "  # noqa: S608
+        "WHERE error_type <> '(no error message)' "
+        "ORDER BY execution_id, agent, error_type, last_line",
+        queryset,
+    )
+    found = {}
+    for execution_id, agent, kind, line in _fetch(queryset, sql, params):
+        found.setdefault(execution_id, []).append((agent, kind, line))
+    return found
+
+
+EXECUTION_COUNT_BUCKETS = 5  # 1, 2, 3, 4, and "5 or more" executions in a chat
+
+
+def executions_per_chat(period, scope):
+    """[(executions in a chat (the last is "or more"), chats)] for chats with
+    code in the period, every bucket listed."""
+    per_chat = (
+        executions(period, scope)
+        .filter(chat__isnull=False)
+        .values("chat_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    sql, params = _compiled(per_chat)
+    top = EXECUTION_COUNT_BUCKETS
+    found = dict(
+        _fetch(
+            per_chat,
+            f"SELECT CASE WHEN n >= {top} THEN {top} ELSE n END AS bucket, COUNT(*) "  # noqa: S608
+            f"FROM ({sql}) AS per_chat GROUP BY 1",
+            params,
+        )
+    )
+    return [(n, found.get(n, 0)) for n in range(1, top + 1)]
+
+
+def busiest_chats(period, scope, limit=10):
+    """The chats with the most executions: [{chat_id, title, executions, failures}]."""
+    return list(
+        executions(period, scope)
+        .filter(chat__isnull=False)
+        .values("chat_id", "chat__title")
+        .annotate(executions=Count("id"), failures=Count("id", filter=Q(is_successful=False)))
+        .order_by("-executions", "-failures", "chat_id")[:limit]
+    )
+
+
+def slowest_executions(period, scope, limit=10):
+    """The executions with the longest updated_at − created_at (no run time
+    is stored: this is the time from the first run to the last update, so
+    it includes retries). Rows without both times are left out."""
+    return list(
+        executions(period, scope)
+        .filter(updated_at__isnull=False, updated_at__gt=F("created_at"))
+        .select_related("chat")
+        .annotate(run_time=RUN_TIME)
+        .order_by("-run_time", "-id")[:limit]
+    )
+
+
+def most_retried(period, scope, limit=10):
+    """Answers whose code was run more than once or changed before its last
+    run: [{message_id, chat_id, title, runs, changed, failures, first, last}],
+    most runs first."""
+    return list(
+        executions(period, scope)
+        .filter(message__isnull=False)
+        .values("message_id", "message__chat_id", "message__chat__title")
+        .annotate(
+            runs=Count("id"),
+            changed=Count("id", filter=CHANGED_CODE),
+            failures=Count("id", filter=Q(is_successful=False)),
+            first=Min("created_at"),
+            last=Max("created_at"),
+        )
+        .filter(Q(runs__gt=1) | Q(changed__gt=0))
+        .order_by("-runs", "-changed", "-failures", "-last", "-message_id")[:limit]
+    )
+
+
+# -- feedback and mistakes ----------------------------------------------------------
+
+LOW_RATING = 2  # 1–2 ★ is a low rating
+
+
+def feedback(period, scope):
+    """Ratings given in the period (feedback without a rating left out)."""
+    return scoped(
+        MessageFeedback.objects.filter(in_period(period), rating__isnull=False), scope, FEEDBACK
+    ).order_by()
+
+
+def _rating_counts():
+    return {
+        "ratings": Count("id"),
+        "average": Avg("rating"),
+        "low": Count("id", filter=Q(rating__lte=LOW_RATING)),
+    }
+
+
+def assistant_messages(period, scope, fields=MESSAGE):
+    return scoped(
+        Message.objects.filter(in_period(period), role=Message.Role.ASSISTANT), scope, fields
+    ).order_by()
+
+
+def feedback_totals(period, scope):
+    """Ratings, their average and low share; the share of assistant messages
+    rated; mistakes flagged among assistant messages."""
+    row = feedback(period, scope).aggregate(**_rating_counts())
+    row["low_share"] = ratio(row["low"], row["ratings"])
+    # Whether an answer was rated is known per message, but not its model
+    # when it was not rated: with a model or provider in scope, unknown.
+    if scope.model_name or scope.provider:
+        row["rated_share"] = None
+    else:
+        answers = assistant_messages(period, scope, CHAT_MESSAGE).aggregate(
+            n=Count("id"), rated=Count("id", filter=Q(feedback__rating__isnull=False))
+        )
+        row["rated_share"] = ratio(answers["rated"], answers["n"])
+    mistakes = mistake_counts(period, scope)
+    row["mistakes"] = mistakes["mistakes"]
+    row["mistake_share"] = ratio(mistakes["mistakes"], mistakes["answers"])
+    return row
+
+
+def mistake_counts(period, scope):
+    queryset = assistant_messages(period, scope)
+    if scope.provider:  # no provider is stored on a message
+        queryset = queryset.none()
+    return queryset.aggregate(answers=Count("id"), mistakes=Count("id", filter=Q(is_mistake=True)))
+
+
+FEEDBACK_HEADLINE = [
+    ("ratings", "Ratings", "number"),
+    ("average", "Average rating", "rating"),
+    ("low_share", "Rated 1–2 ★", "share"),
+    ("rated_share", "Answers rated", "share"),
+    ("mistakes", "Mistakes flagged", "number"),
+    ("mistake_share", "Answers flagged as mistakes", "share"),
+]
+
+
+def feedback_headline(period, scope):
+    return _headline(feedback_totals, period, scope, FEEDBACK_HEADLINE)
+
+
+def rating_distribution(period, scope):
+    """[(rating, count)] for 1 to 5 ★."""
+    found = dict(
+        feedback(period, scope).values("rating").annotate(n=Count("id")).values_list("rating", "n")
+    )
+    return [(rating, found.get(rating, 0)) for rating in range(1, 6)]
+
+
+def rating_per_day(period, scope):
+    """[(day, ratings, average)] for every day (average None without ratings)."""
+    days = _by_day(feedback(period, scope), "created_at", period,
+                   ratings=Count("id"), average=Avg("rating"))  # fmt: skip
+    return [(day, row["ratings"] or 0, row["average"]) for day, row in days.items()]
+
+
+def _rating_rows(queryset, *group):
+    rows = list(queryset.values(*group).annotate(**_rating_counts()))
+    for row in rows:
+        row["low_share"] = ratio(row["low"], row["ratings"])
+    return rows
+
+
+def rating_by_model(period, scope):
+    """One row per model and provider rated, lowest average first."""
+    rows = _rating_rows(feedback(period, scope), "model_name", "model_provider")
+    rows.sort(key=lambda r: (r["average"], -r["ratings"], r["model_name"] or "",
+                             r["model_provider"] or ""))  # fmt: skip
+    return rows
+
+
+# Ratings by the failed agents of the rated answer's code executions: one
+# row per (feedback, agent), so a rating counts once per agent.
+_FAILED_AGENT_RATINGS = """
+SELECT r.agent, COUNT(*), AVG(r.rating), SUM(CASE WHEN r.rating <= %s THEN 1 ELSE 0 END)
+FROM (
+  SELECT DISTINCT fb.id, fb.rating, a.agent
+  FROM chats_messagefeedback fb
+  JOIN chats_codeexecution e ON e.message_id = fb.message_id
+  JOIN (__AGENTS__) AS a ON a.execution_id = e.id
+  WHERE fb.id IN (__FEEDBACK__) AND a.agent <> '(no agent recorded)'
+) AS r GROUP BY r.agent
+"""
+
+
+def rating_by_agent(period, scope):
+    """Ratings per agent, lowest average first: [{agent, known_from,
+    ratings, average, low, low_share}].
+
+    An answer's agent is known in two ways, shown apart: the message's own
+    ``agent_type`` (the DS-ML agent stores it), and for Auto-Analyst, which
+    stores no agent per message, the agents named as failed in the answer's
+    code executions (``failed_agents`` / ``error_messages``) — the rating of
+    an answer whose code by that agent failed.
+    """
+    given = feedback(period, scope)
+    rows = _rating_rows(given.filter(message__agent_type__isnull=False), "message__agent_type")
+    for row in rows:
+        row["agent"] = row.pop("message__agent_type")
+        row["known_from"] = "message agent"
+    failing = CodeExecution.objects.filter(is_successful=False, message__feedback__in=given)
+    agents_sql, agent_params = _around(_agent_rows(failing), failing)
+    feedback_sql, feedback_params = _compiled(given.values("id"))
+    sql = _FAILED_AGENT_RATINGS.replace("__AGENTS__", agents_sql).replace(
+        "__FEEDBACK__", feedback_sql
+    )
+    for agent, n, average, low in _fetch(given, sql, [LOW_RATING, *agent_params, *feedback_params]):
+        rows.append(
+            {
+                "agent": agent,
+                "known_from": "code failed",
+                "ratings": n,
+                "average": float(average),
+                "low": low,
+                "low_share": ratio(low, n),
+            }
+        )
+    rows.sort(key=lambda r: (r["average"], -r["ratings"], r["agent"], r["known_from"]))
+    return rows
+
+
+# A band holds its upper bound: 0.3 is in "0 – 0.3", 2,000 in "1,000 – 2,000".
+TEMPERATURE_BANDS = [
+    ("0", Q(temperature=0)),
+    ("0 – 0.3", Q(temperature__gt=0, temperature__lte=0.3)),
+    ("0.3 – 0.7", Q(temperature__gt=0.3, temperature__lte=0.7)),
+    ("above 0.7", Q(temperature__gt=0.7)),
+    (NOT_RECORDED, Q(temperature__isnull=True)),
+]
+MAX_TOKENS_BANDS = [
+    ("up to 1,000", Q(max_tokens__lte=1000)),
+    ("1,000 – 2,000", Q(max_tokens__gt=1000, max_tokens__lte=2000)),
+    ("2,000 – 4,000", Q(max_tokens__gt=2000, max_tokens__lte=4000)),
+    ("4,000 – 8,000", Q(max_tokens__gt=4000, max_tokens__lte=8000)),
+    ("above 8,000", Q(max_tokens__gt=8000)),
+    (NOT_RECORDED, Q(max_tokens__isnull=True)),
+]
+
+
+def _rating_by_band(period, scope, bands):
+    band = Case(
+        *(When(condition, then=Value(n)) for n, (_, condition) in enumerate(bands)),
+        output_field=IntegerField(),
+    )
+    found = {
+        row["band"]: row
+        for row in _rating_rows(feedback(period, scope).annotate(band=band), "band")
+    }
+    empty = {"ratings": 0, "average": None, "low": 0, "low_share": None}
+    return [{**found.get(n, empty), "band": label} for n, (label, _) in enumerate(bands)]
+
+
+def rating_by_temperature(period, scope):
+    """Ratings per band of the rated call's temperature, every band listed."""
+    return _rating_by_band(period, scope, TEMPERATURE_BANDS)
+
+
+def rating_by_max_tokens(period, scope):
+    """Ratings per band of the rated call's max tokens, every band listed."""
+    return _rating_by_band(period, scope, MAX_TOKENS_BANDS)
+
+
+def mistakes_per_day(period, scope):
+    """[(day, assistant messages, flagged as mistakes)] by the message's day."""
+    queryset = assistant_messages(period, scope)
+    if scope.provider:
+        queryset = queryset.none()
+    days = _by_day(
+        queryset,
+        "created_at",
+        period,
+        answers=Count("id"),
+        mistakes=Count("id", filter=Q(is_mistake=True)),
+    )
+    return [(day, row["answers"] or 0, row["mistakes"] or 0) for day, row in days.items()]
+
+
+def mistakes_by_model(period, scope):
+    """[{model_name, answers, mistakes, share}] for assistant messages that
+    carry a model, most mistakes first."""
+    queryset = assistant_messages(period, scope).filter(model_name__isnull=False)
+    if scope.provider:
+        queryset = queryset.none()
+    rows = list(
+        queryset.values("model_name")
+        .annotate(answers=Count("id"), mistakes=Count("id", filter=Q(is_mistake=True)))
+        .order_by("-mistakes", "model_name")
+    )
+    for row in rows:
+        row["share"] = ratio(row["mistakes"], row["answers"])
+    return rows
+
+
+# -- activity --------------------------------------------------------------------
+
+# An app user is active on a day when they wrote a message (role "user") in
+# one of their chats that day; anonymous chats have no app user to count.
+
+
+def user_messages(period, scope):
+    return scoped(
+        Message.objects.filter(in_period(period), role=Message.Role.USER), scope, CHAT_MESSAGE
+    ).order_by()
+
+
+def _active_users():
+    return Count("chat__user_id", distinct=True)
+
+
+def chats(period, scope):
+    return scoped(Chat.objects.filter(in_period(period)), scope, CHAT).order_by()
+
+
+def messages(period, scope):
+    return scoped(Message.objects.filter(in_period(period)), scope, CHAT_MESSAGE).order_by()
+
+
+def new_users(period, scope):
+    return scoped(AppUser.objects.filter(in_period(period)), scope, APP_USER).order_by()
+
+
+def sessions(period, scope):
+    return scoped(
+        UserSession.objects.filter(in_period(period, "session_start")), scope, SESSION
+    ).order_by()
+
+
+SESSION_LENGTH = ExpressionWrapper(
+    F("session_end") - F("session_start"), output_field=DurationField()
+)
+
+
+def _seconds(value):
+    return None if value is None else value.total_seconds()
+
+
+def activity_totals(period, scope):
+    """Active app users, new app users, chats, messages, sessions and their
+    average length (sessions with an end only)."""
+    session = sessions(period, scope).aggregate(
+        sessions=Count("id"),
+        length=Avg(SESSION_LENGTH, filter=Q(session_end__gte=F("session_start"))),
+    )
+    return {
+        "active_users": user_messages(period, scope).aggregate(n=_active_users())["n"],
+        "new_users": new_users(period, scope).count(),
+        "chats": chats(period, scope).count(),
+        "messages": messages(period, scope).count(),
+        "sessions": session["sessions"],
+        "session_length": _seconds(session["length"]),
+    }
+
+
+ACTIVITY_HEADLINE = [
+    ("active_users", "Active app users", "number"),
+    ("new_users", "New app users", "number"),
+    ("chats", "Chats started", "number"),
+    ("messages", "Messages", "number"),
+    ("sessions", "Sessions", "number"),
+    ("session_length", "Average session", "duration"),
+]
+
+
+def activity_headline(period, scope):
+    return _headline(activity_totals, period, scope, ACTIVITY_HEADLINE)
+
+
+def active_users_per_day(period, scope):
+    """[(day, active app users)] for every day."""
+    days = _by_day(user_messages(period, scope), "created_at", period, n=_active_users())
+    return [(day, row["n"] or 0) for day, row in days.items()]
+
+
+def _week_start(day):
+    return day - timedelta(days=day.weekday())
+
+
+def _periods_of(period, kind):
+    """The weeks (Monday) or months (1st) that meet the period, in order."""
+    firsts = []
+    for day in period.each_day():
+        first = _week_start(day) if kind == "week" else day.replace(day=1)
+        if not firsts or firsts[-1] != first:
+            firsts.append(first)
+    return firsts
+
+
+def _active_by(period, scope, kind):
+    trunc = TruncWeek if kind == "week" else TruncMonth
+    found = dict(
+        user_messages(period, scope)
+        .annotate(
+            first=trunc(
+                "created_at", tzinfo=timezone.get_current_timezone(), output_field=DateField()
+            )
+        )  # fmt: skip
+        .values("first")
+        .annotate(n=_active_users())
+        .values_list("first", "n")
+    )
+    rows = []
+    for first in _periods_of(period, kind):
+        last = first + timedelta(days=6) if kind == "week" else _month_end(first)
+        inside = (min(last, period.end) - max(first, period.start)).days + 1
+        rows.append((first, found.get(first, 0), inside, (last - first).days + 1))
+    return rows
+
+
+def _month_end(first):
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return following - timedelta(days=1)
+
+
+def active_users_per_week(period, scope):
+    """[(Monday, active app users, days in the period)] for each week meeting
+    the period; a week partly outside it counts only its days inside."""
+    return [row[:3] for row in _active_by(period, scope, "week")]
+
+
+def active_users_per_month(period, scope):
+    """[(1st of the month, active app users, days in the period, days in the
+    month)], as the weeks."""
+    return _active_by(period, scope, "month")
+
+
+def new_users_per_day(period, scope):
+    """[(day, app users created)] for every day."""
+    days = _by_day(new_users(period, scope), "created_at", period, n=Count("id"))
+    return [(day, row["n"] or 0) for day, row in days.items()]
+
+
+def chats_and_messages_per_day(period, scope):
+    """[(day, chats started, messages)] for every day."""
+    chat_days = _by_day(chats(period, scope), "created_at", period, n=Count("id"))
+    message_days = _by_day(messages(period, scope), "created_at", period, n=Count("id"))
+    return [
+        (day, chat_days[day]["n"] or 0, message_days[day]["n"] or 0) for day in period.each_day()
+    ]
+
+
+def sessions_per_day(period, scope):
+    """[(day, sessions started, average length in seconds of those ended)]."""
+    days = _by_day(
+        sessions(period, scope), "session_start", period,
+        n=Count("id"),
+        length=Avg(SESSION_LENGTH, filter=Q(session_end__gte=F("session_start"))),
+    )  # fmt: skip
+    return [(day, row["n"] or 0, _seconds(row["length"])) for day, row in days.items()]
+
+
+MAX_COHORT_WEEKS = 13
+
+
+def cohorts(period, scope):
+    """Returning app users, one row per weekly sign-up cohort.
+
+    A cohort is the app users created in one week (Monday to Sunday, local)
+    that starts in the period, at most the last MAX_COHORT_WEEKS such weeks;
+    week k is the share of the cohort active (``user_messages``) in the
+    k-th week after it, up to the period's end.
+    Returns (number of week columns, [{cohort, users, w0, w1, …}]).
+    """
+    weeks = [week for week in _periods_of(period, "week") if week >= period.start]
+    weeks = weeks[-MAX_COHORT_WEEKS:]
+    if not weeks:
+        return 0, []
+    zone = timezone.get_current_timezone()
+    span = Period(weeks[0], period.end)
+    members = scoped(AppUser.objects.filter(in_period(span)), scope, APP_USER).order_by()
+    sizes = dict(
+        members.annotate(cohort=TruncWeek("created_at", tzinfo=zone, output_field=DateField()))
+        .values("cohort")
+        .annotate(n=Count("id"))
+        .values_list("cohort", "n")
+    )
+    active = Message.objects.filter(
+        in_period(span), role=Message.Role.USER, chat__user__in=members.values("id")
+    ).order_by()
+    cells = {
+        (cohort, week): n
+        for cohort, week, n in active.annotate(
+            cohort=TruncWeek("chat__user__created_at", tzinfo=zone, output_field=DateField()),
+            week=TruncWeek("created_at", tzinfo=zone, output_field=DateField()),
+        )
+        .values("cohort", "week")
+        .annotate(n=_active_users())
+        .values_list("cohort", "week", "n")
+    }
+    rows = []
+    for index, cohort in enumerate(weeks):
+        size = sizes.get(cohort, 0)
+        row = {"cohort": cohort, "users": size}
+        for k in range(len(weeks) - index):
+            n = cells.get((cohort, cohort + timedelta(weeks=k)), 0)
+            row[f"w{k}"] = ratio(n, size)
+        rows.append(row)
+    return len(weeks), rows
+
+
+def _usage_by(period, scope, key):
+    """{key: (requests, tokens)} of the ledger roll-ups (no model or provider)."""
+    usage_scope = Scope(organization_id=scope.organization_id, user_id=scope.user_id,
+                        source_id=scope.source_id)  # fmt: skip
+    reader = metrics.reader
+    return {
+        value: (requests, tokens)
+        for value, requests, tokens in reader.usage(period, usage_scope)
+        .values(key)
+        .annotate(r=reader.total("requests"), t=reader.total("total_tokens"))
+        .values_list(key, "r", "t")
+    }
+
+
+def _activity_by(period, scope, chat_key, message_key):
+    """{key: (chats, messages, active users)} grouped by a column of the
+    chats and one of the messages."""
+    chat_counts = dict(
+        chats(period, scope).values(chat_key).annotate(n=Count("id")).values_list(chat_key, "n")
+    )
+    found = {}
+    for value, n, active in (
+        messages(period, scope)
+        .values(message_key)
+        .annotate(
+            n=Count("id"),
+            active=Count("chat__user_id", distinct=True, filter=Q(role=Message.Role.USER)),
+        )
+        .values_list(message_key, "n", "active")
+    ):
+        found[value] = (n, active)
+    keys = set(chat_counts) | set(found)
+    return {key: (chat_counts.get(key, 0), *found.get(key, (0, 0))) for key in keys}
+
+
+def _usage_rows(activity, usage, labels, key_name):
+    rows = []
+    for key in set(activity) | set(usage):
+        chats_n, messages_n, active = activity.get(key, (0, 0, 0))
+        requests, tokens = usage.get(key, (0, 0))
+        if not (chats_n or messages_n or requests):
+            continue
+        rows.append({
+            key_name: key, "label": labels.get(key), "chats": chats_n, "messages": messages_n,
+            "active_users": active, "requests": requests or 0, "tokens": tokens or 0,
+        })  # fmt: skip
+    rows.sort(key=lambda r: (-r["messages"], -r["requests"], r["label"] or "~"))
+    return rows
+
+
+def usage_by_source(period, scope):
+    """Per source application: chats, messages, active app users (from the
+    chats' tables) and LLM requests and tokens (from the ledger roll-up)."""
+    activity = _activity_by(period, scope, "source_id", "source_id")
+    usage = _usage_by(period, scope, "source_id")
+    labels = {pk: f"{name} ({kind})" for pk, name, kind in
+              Source.objects.values_list("pk", "name", "kind")}  # fmt: skip
+    labels[None] = "created here (no source)"
+    return _usage_rows(activity, usage, labels, "source_id")
+
+
+def usage_by_organization(period, scope, limit=20):
+    """The organisations with most messages, as usage_by_source; chats
+    without an organisation are one row."""
+    activity = _activity_by(period, scope, "organization_id", "chat__organization_id")
+    usage = _usage_by(period, scope, "organization_id")
+    keys = [k for k in set(activity) | set(usage) if k is not None]
+    labels = dict(Organization.objects.filter(pk__in=keys).values_list("pk", "name"))
+    labels[None] = "no organisation"
+    return _usage_rows(activity, usage, labels, "organization_id")[:limit]
+
+
+# -- text-to-SQL ------------------------------------------------------------------
+
+
+def queries(period, scope):
+    """usage.QueryAnalytics rows of the period, by their timestamp."""
+    return scoped(
+        QueryAnalytics.objects.filter(in_period(period, "timestamp")), scope, QUERY
+    ).order_by()
+
+
+def _query_counts():
+    return {
+        "queries": Count("id"),
+        "succeeded": Count("id", filter=Q(success=True)),
+        "failed": Count("id", filter=Q(success=False)),
+        "average_time": Avg("execution_time"),
+    }
+
+
+def query_totals(period, scope):
+    """Queries, success rate (of those with a known outcome), failures,
+    execution time average and p95 (seconds), rows returned."""
+    found = queries(period, scope)
+    row = found.aggregate(
+        **_query_counts(),
+        rows=Sum("row_count"),
+        average_rows=Avg("row_count"),
+    )
+    row["success_rate"] = ratio(row["succeeded"], row["succeeded"] + row["failed"])
+    row["p95_time"] = percentile_cont(found, "execution_time")
+    return row
+
+
+QUERY_HEADLINE = [
+    ("queries", "Questions asked", "number"),
+    ("success_rate", "Success rate", "share"),
+    ("failed", "Failed queries", "number"),
+    ("average_time", "Average execution time", "duration"),
+    ("p95_time", "p95 execution time", "duration"),
+    ("average_rows", "Rows returned per query", "decimal"),
+]
+
+
+def query_headline(period, scope):
+    return _headline(query_totals, period, scope, QUERY_HEADLINE)
+
+
+def queries_per_day(period, scope):
+    """[(day, queries, succeeded, failed, average execution time)] for every day."""
+    days = _by_day(queries(period, scope), "timestamp", period, **_query_counts())
+    return [
+        (day, row["queries"] or 0, row["succeeded"] or 0, row["failed"] or 0,
+         row["average_time"])
+        for day, row in days.items()
+    ]  # fmt: skip
+
+
+def _message_of(query):
+    """The chat message of a query (chats' Message.query_id), first in time."""
+    return Message.objects.filter(query_id=OuterRef(query)).order_by("created_at", "id")
+
+
+def _with_transcript(queryset):
+    return queryset.annotate(
+        message_id=Subquery(_message_of("query_id").values("id")[:1]),
+        chat_id=Subquery(_message_of("query_id").values("chat_id")[:1]),
+    )
+
+
+def frequent_errors(period, scope, limit=10):
+    """[{error_message, queries, last, query_id, message_id, chat_id}]: failed
+    queries grouped by their error text (none and "" are one group, shown
+    as None, last among equals), most frequent first, with the latest such
+    query and its chat message (None when it came through the API)."""
+    failed = (
+        queries(period, scope)
+        .filter(success=False)
+        .annotate(error=Coalesce("error_message", Value(""), output_field=TextField()))
+    )
+    latest = failed.filter(error=OuterRef("error")).order_by("-timestamp", "-id")
+    rows = list(
+        _with_transcript(
+            failed.values("error")
+            .annotate(queries=Count("id"), last=Max("timestamp"))
+            .annotate(query_id=Subquery(latest.values("query_id")[:1]))
+        ).order_by("-queries", Case(When(error="", then=Value(1)), default=Value(0)), "error")[
+            :limit
+        ]
+    )
+    for row in rows:
+        row["error_message"] = row.pop("error") or None
+    return rows
+
+
+def slowest_queries(period, scope, limit=10):
+    """The queries with the longest execution time, with their chat message."""
+    return list(
+        _with_transcript(queries(period, scope).filter(execution_time__isnull=False))
+        .select_related("user")
+        .order_by("-execution_time", "-id")[:limit]
+    )
+
+
+ROW_BANDS = [
+    ("0 rows", Q(row_count=0)),
+    ("1 row", Q(row_count=1)),
+    ("2 to 10", Q(row_count__gte=2, row_count__lte=10)),
+    ("11 to 100", Q(row_count__gte=11, row_count__lte=100)),
+    ("101 to 1,000", Q(row_count__gte=101, row_count__lte=1000)),
+    ("more than 1,000", Q(row_count__gt=1000)),
+    (NOT_RECORDED, Q(row_count__isnull=True)),
+]
+
+
+def rows_returned(period, scope):
+    """[{band, queries, share}] of result sizes, every band listed."""
+    found = queries(period, scope).aggregate(
+        total=Count("id"),
+        **{f"b{n}": Count("id", filter=condition) for n, (_, condition) in enumerate(ROW_BANDS)},
+    )
+    return [
+        {"band": label, "queries": found[f"b{n}"], "share": ratio(found[f"b{n}"], found["total"])}
+        for n, (label, _) in enumerate(ROW_BANDS)
+    ]
