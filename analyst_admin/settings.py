@@ -4,9 +4,11 @@ Every variable has a safe default for a local run on the embedded SQLite
 database; README.md's configuration table lists them all.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -31,6 +33,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_filters",
+    # Content-Security-Policy header (its system checks and template tags)
+    "csp",
+    # login throttling: locks an account out after repeated failures
+    "axes",
     # the ingest API; listed so its Swagger UI assets are served locally, not from a CDN
     "ninja",
     "core",
@@ -41,13 +47,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # a database that cannot be reached answers 503 with a plain page
+    "core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: turns a lockout into the 429 page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "analyst_admin.urls"
@@ -87,6 +98,11 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
+# django-axes checks the lockout before the password is tried.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 # Cache: Redis when REDIS_URL is set, else local memory.
 REDIS_URL = env("REDIS_URL", default="")
@@ -152,6 +168,50 @@ SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Load balancers probe /health/ over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+
+# Content-Security-Policy (django-csp): scripts and everything else only from
+# this site (plotly.js is a static file; chart data sits in json_script
+# blocks, which are data, not scripts). Styles also 'unsafe-inline': plotly
+# injects <style> rules and style attributes as it draws, as the admin does.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"report-uri": [env("CSP_REPORT_URI")]} if env("CSP_REPORT_URI", default="") else {}),
+    }
+}
+
+# Login throttling (django-axes, attempts kept in the database so every
+# gunicorn worker and host sees them): LOGIN_FAILURE_LIMIT failures for one
+# username from one address lock that pair out for LOGIN_LOCKOUT_MINUTES
+# (429 page); a successful login clears the count. Unlock early with
+# ``manage.py axes_reset_username NAME``. Logins and failures go to the one
+# audit trail (core.signals), so axes keeps no access log of its own.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "429.html"
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+
+# Database passwords of app users' connections (core.DatabaseConnection) are
+# encrypted with Fernet (core.crypto). Comma-separated keys: the first
+# encrypts, all decrypt, so a new key goes first and the old one stays until
+# ``manage.py rotate_encryption_key`` has re-encrypted every value. Unset, a
+# key derived from SECRET_KEY is used (fine locally; check --deploy warns).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 LOGGING = {
     "version": 1,

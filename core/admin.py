@@ -11,9 +11,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from chats.models import Chat
+from core import audit, template_metrics
 from core.admin_tools import (
     PROVENANCE,
     AuditMixin,
@@ -26,6 +29,12 @@ from core.admin_tools import (
     update_and_log,
 )
 from core.apikeys import generate_api_key
+from core.forms import (
+    AgentTemplateForm,
+    QueryTemplateForm,
+    SensitiveSystemConfigForm,
+    SystemConfigForm,
+)
 from core.models import (
     AgentTemplate,
     ApiKey,
@@ -43,6 +52,8 @@ from core.models import (
     UserSession,
     UserTemplatePreference,
 )
+from core.template_admin import TemplateAdminMixin
+from core.template_text import highlight_placeholders, highlight_sql, placeholders
 from reports.models import DeepAnalysisReport
 from usage.models import ModelUsage
 
@@ -302,58 +313,15 @@ class EventAdmin(BigTableAdmin):
     pretty_json_fields = ("event_data",)
 
 
-class SystemConfigForm(forms.ModelForm):
-    """Add form, and change form of a non-sensitive setting: the value is
-    edited as JSON. A form sent back with errors does not echo a value
-    marked sensitive."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        sensitive = self.add_prefix("is_sensitive")
-        if self.is_bound and self.data.get(sensitive) and "config_value" in self.fields:
-            self.fields["config_value"].widget = forms.PasswordInput(render_value=False)
-
-
-class SensitiveSystemConfigForm(forms.ModelForm):
-    """Change form of a sensitive setting: the value is write-only."""
-
-    new_value = forms.CharField(
-        label="New value",
-        required=False,
-        strip=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text=(
-            "Leave empty to keep the current value. Valid JSON (123, true, "
-            '{"a": 1}, "text") is stored as JSON, anything else as a string.'
-        ),
-    )
-
-    def clean(self):
-        cleaned = super().clean()
-        if not cleaned.get("is_sensitive") and not self._new_value():
-            self.add_error(
-                "is_sensitive",
-                "To make this setting non-sensitive, enter its new value: "
-                "the current one is never shown.",
-            )
-        return cleaned
-
-    def _new_value(self):
-        value = self.cleaned_data.get("new_value") or ""
-        return value if value.strip() else ""
-
-    def save(self, commit=True):
-        if raw := self._new_value():
-            try:
-                self.instance.config_value = json.loads(raw)
-            except ValueError:
-                self.instance.config_value = raw
-        return super().save(commit)
-
-
 @admin.register(SystemConfig)
 class SystemConfigAdmin(BaseAdmin):
-    """Settings. A sensitive value shows as a mask and is only ever replaced."""
+    """Settings. A sensitive value shows as a mask and is only ever replaced.
+
+    JSON is validated on save (core.forms.JSONValueField). Every addition,
+    change and deletion lands in the audit trail with the old and new values
+    of the fields that changed; the value is "••••••" there whenever the
+    setting is sensitive before or after the change.
+    """
 
     list_display = ("config_key", "value", "is_sensitive", "updated_at", "updated_by")
     list_filter = ("is_sensitive", "source")
@@ -362,6 +330,13 @@ class SystemConfigAdmin(BaseAdmin):
     # Blocks URL lookups on the value; excluded from the form when sensitive.
     secret_fields = ("config_value",)
     readonly_fields = ("current_value", "created_at", "updated_at", "updated_by")
+    # The fields whose old and new values the audit trail records.
+    audited_fields = ("config_key", "config_value", "description", "is_sensitive")
+
+    # Keep a typed secret out of error reports, as Django's UserAdmin does.
+    changeform_view = method_decorator(sensitive_post_parameters("new_value", "config_value"))(
+        BaseAdmin.changeform_view
+    )
 
     def get_secret_fields(self, request, obj=None):
         return self.secret_fields if self._sensitive(obj) else ()
@@ -385,9 +360,51 @@ class SystemConfigAdmin(BaseAdmin):
         ]
 
     def save_model(self, request, obj, form, change):
+        if change:
+            # The stored values, for the audit entry written by log_change.
+            obj._audit_before = (
+                SystemConfig.objects.filter(pk=obj.pk).values(*self.audited_fields).first()
+            )
         obj.updated_at = timezone.now()
         obj.updated_by = request.user.get_username()
         super().save_model(request, obj, form, change)
+
+    # The audit entries replace AuditMixin's (which name fields, not values).
+
+    def audit_change(self, request, obj, message):
+        before = getattr(obj, "_audit_before", None) or {}
+        after = self._audit_values(obj)
+        changed = [name for name in self.audited_fields if before.get(name) != after[name]]
+        sensitive = obj.is_sensitive or bool(before.get("is_sensitive"))
+        audit.record(
+            request,
+            "admin_change",
+            obj,
+            old=self._masked({name: before.get(name) for name in changed}, sensitive),
+            new=self._masked({name: after[name] for name in changed}, sensitive),
+        )
+
+    def log_addition(self, request, obj, message):
+        entry = super(AuditMixin, self).log_addition(request, obj, message)
+        new = self._masked(self._audit_values(obj), obj.is_sensitive)
+        audit.record(request, "admin_add", obj, new=new)
+        return entry
+
+    def log_deletions(self, request, queryset):
+        entries = super(AuditMixin, self).log_deletions(request, queryset)
+        for obj in queryset:
+            old = self._masked(self._audit_values(obj), obj.is_sensitive)
+            audit.record(request, "admin_delete", obj, old=old)
+        return entries
+
+    def _audit_values(self, obj):
+        return {name: getattr(obj, name) for name in self.audited_fields}
+
+    @staticmethod
+    def _masked(values, sensitive):
+        if sensitive and "config_value" in values:
+            return {**values, "config_value": MASK}
+        return values
 
     @staticmethod
     def _sensitive(obj):
@@ -405,10 +422,42 @@ class SystemConfigAdmin(BaseAdmin):
         return MASK
 
 
+class DatabaseConnectionForm(forms.ModelForm):
+    """The password is write-only: typed in, encrypted on save, never shown
+    again, not even sent back in a form with errors."""
+
+    new_password = forms.CharField(
+        label="New password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored password. It is encrypted at rest.",
+    )
+    clear_password = forms.BooleanField(
+        label="Remove the stored password",
+        required=False,
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("new_password") and cleaned.get("clear_password"):
+            self.add_error("clear_password", "Either type a new password or remove it, not both.")
+        return cleaned
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("clear_password"):
+            self.instance.set_password("")
+        elif self.cleaned_data.get("new_password"):
+            self.instance.set_password(self.cleaned_data["new_password"])
+        return super().save(commit)
+
+
 @admin.register(DatabaseConnection)
 class DatabaseConnectionAdmin(BaseAdmin):
-    """App users' database connections. The password is never displayed."""
+    """App users' database connections. The password is write-only: it is
+    encrypted on save (core.crypto) and no page shows it or its ciphertext."""
 
+    form = DatabaseConnectionForm
     list_display = ("connection_name", "user", "db_type", "db_host", "db_port", "db_name")
     list_select_related = ("user",)
     list_filter = ("db_type", RelatedIdFilter.for_field("user"), "source")
@@ -417,10 +466,27 @@ class DatabaseConnectionAdmin(BaseAdmin):
     autocomplete_fields = ("user",)
     secret_fields = ("encrypted_db_password",)
     readonly_fields = ("password_stored", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("connection_name", "user", "db_type")}),
+        ("Server", {"fields": ("db_host", "db_port", "db_name", "db_user")}),
+        ("Password", {"fields": ("password_stored", "new_password", "clear_password")}),
+        ("Dates", {"fields": ("created_at", "updated_at")}),
+        PROVENANCE,
+    )
+
+    # Keep the typed password out of error reports, as Django's UserAdmin does.
+    changeform_view = method_decorator(sensitive_post_parameters("new_password"))(
+        BaseAdmin.changeform_view
+    )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="password stored", boolean=True)
     def password_stored(self, obj):
-        return bool(obj.encrypted_db_password)
+        return obj.has_password
 
 
 @admin.register(DatabaseSchema)
@@ -433,29 +499,146 @@ class DatabaseSchemaAdmin(BaseAdmin):
 
 
 @admin.register(AgentTemplate)
-class AgentTemplateAdmin(BaseAdmin):
+class AgentTemplateAdmin(TemplateAdminMixin, BaseAdmin):
+    """Agent templates: validated edits (core.forms), versions with diff and
+    revert, export and import (core.template_admin), a preview of the prompt
+    and its usage from the users' preferences."""
+
+    form = AgentTemplateForm
+    export_section = "agent_templates"
     list_display = (
         "template_name",
-        "display_name",
-        "category",
-        "variant_type",
-        "is_premium_only",
-        "is_active",
-        "created_at",
+        "active",
+        "premium_only",
+        "users_enabled",
+        "total_usage",
+        "last_used",
     )
     list_filter = ("variant_type", "is_active", "is_premium_only", "category", "source")
     search_fields = ("template_name", "display_name", "description")
     ordering = ("template_name",)
-    readonly_fields = ("preferences", "created_at")
+    readonly_fields = (
+        "prompt_preview",
+        "users_enabled",
+        "total_usage",
+        "last_used",
+        "created_at",
+    )
+    actions = (
+        "activate",
+        "deactivate",
+        "mark_premium_only",
+        "unmark_premium_only",
+        "export_json",
+        "export_yaml",
+    )
+    fieldsets = (
+        (
+            None,
+            {"fields": ("template_name", "display_name", "description", "category", "icon_url")},
+        ),
+        ("Prompt", {"fields": ("variant_type", "prompt_template", "prompt_preview")}),
+        ("Availability", {"fields": ("is_active", "is_premium_only")}),
+        ("Usage", {"fields": ("users_enabled", "total_usage", "last_used", "created_at")}),
+        PROVENANCE,
+    )
 
-    @admin.display(description="user preferences")
-    def preferences(self, obj):
-        if obj.pk is None:
-            return self.get_empty_value_display()
-        url = admin_changelist_url(
-            UserTemplatePreference, self.admin_site.name, template__id__exact=obj.pk
+    class Media:
+        css = {"all": ("css/template-admin.css",)}
+
+    def get_queryset(self, request):
+        # Usage columns in the same query as the rows: no query per template.
+        return template_metrics.with_usage(super().get_queryset(request))
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            # Nothing to preview or count yet.
+            return [
+                (None, {"fields": self.fieldsets[0][1]["fields"]}),
+                ("Prompt", {"fields": ("variant_type", "prompt_template")}),
+                ("Availability", {"fields": ("is_active", "is_premium_only")}),
+            ]
+        return super().get_fieldsets(request, obj)
+
+    @admin.display(description="preview")
+    def prompt_preview(self, obj):
+        names = placeholders(obj.prompt_template)
+        if names:
+            listed = format_html_join(" ", "<code>{{{}}}</code>", ((name,) for name in names))
+            legend = format_html(
+                '<p class="placeholder-legend">Placeholders ({}): {}</p>', len(names), listed
+            )
+        else:
+            legend = format_html('<p class="placeholder-legend">{}</p>', "No placeholders.")
+        return format_html(
+            '<pre class="template-preview">{}</pre>{}',
+            highlight_placeholders(obj.prompt_template),
+            legend,
         )
-        return format_html('<a href="{}">{}</a>', url, obj.user_preferences.count())
+
+    # Short headers, so the list fits beside its filters (variant type and
+    # category are filters; the display name shows on the change page).
+
+    @admin.display(description="active", boolean=True, ordering="is_active")
+    def active(self, obj):
+        return obj.is_active
+
+    @admin.display(description="premium", boolean=True, ordering="is_premium_only")
+    def premium_only(self, obj):
+        return obj.is_premium_only
+
+    @admin.display(description="users enabled", ordering="users_enabled")
+    def users_enabled(self, obj):
+        url = admin_changelist_url(
+            UserTemplatePreference,
+            self.admin_site.name,
+            template__id__exact=obj.pk,
+            is_enabled__exact=1,
+        )
+        return format_html('<a href="{}">{}</a>', url, f"{obj.users_enabled:,}")
+
+    @admin.display(description="total usage", ordering="total_usage")
+    def total_usage(self, obj):
+        return f"{obj.total_usage:,}"
+
+    @admin.display(description="last used", ordering="last_used")
+    def last_used(self, obj):
+        # Formatted here: the change page shows a callable's value as it is.
+        if obj.last_used is None:
+            return "never"
+        return timezone.localtime(obj.last_used).strftime("%Y-%m-%d %H:%M")
+
+    @admin.action(description="Activate selected agent templates", permissions=["change"])
+    def activate(self, request, queryset):
+        self.set_flag(request, queryset, "is_active", True, "activate_agent_template", "Activated")
+
+    @admin.action(description="Deactivate selected agent templates", permissions=["change"])
+    def deactivate(self, request, queryset):
+        self.set_flag(
+            request, queryset, "is_active", False, "deactivate_agent_template", "Deactivated"
+        )
+
+    @admin.action(description="Mark selected as premium-only", permissions=["change"])
+    def mark_premium_only(self, request, queryset):
+        self.set_flag(
+            request,
+            queryset,
+            "is_premium_only",
+            True,
+            "mark_premium_agent_template",
+            "Marked premium-only",
+        )
+
+    @admin.action(description="Make selected available to every plan", permissions=["change"])
+    def unmark_premium_only(self, request, queryset):
+        self.set_flag(
+            request,
+            queryset,
+            "is_premium_only",
+            False,
+            "unmark_premium_agent_template",
+            "Made available to every plan",
+        )
 
 
 @admin.register(UserTemplatePreference)
@@ -470,7 +653,13 @@ class UserTemplatePreferenceAdmin(BigTableAdmin):
 
 
 @admin.register(QueryTemplate)
-class QueryTemplateAdmin(BaseAdmin):
+class QueryTemplateAdmin(TemplateAdminMixin, BaseAdmin):
+    """Query templates: question and SQL with the same placeholders
+    (core.forms), SQL highlighted by Pygments, verified and public flags,
+    versions, export and import (core.template_admin)."""
+
+    form = QueryTemplateForm
+    export_section = "query_templates"
     list_display = (
         "name",
         "category",
@@ -485,4 +674,72 @@ class QueryTemplateAdmin(BaseAdmin):
     search_fields = ("name", "description", "question_template")
     ordering = ("name",)
     autocomplete_fields = ("user",)
-    readonly_fields = ("usage_count", "created_at", "updated_at")
+    readonly_fields = ("question_preview", "sql_preview", "usage_count", "created_at", "updated_at")
+    actions = (
+        "mark_verified",
+        "mark_unverified",
+        "make_public",
+        "make_private",
+        "export_json",
+        "export_yaml",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "description", "category", "user")}),
+        (
+            "Template",
+            {"fields": ("question_template", "question_preview", "sql_template", "sql_preview")},
+        ),
+        ("Flags", {"fields": ("is_public", "is_verified")}),
+        ("Usage", {"fields": ("usage_count", "created_at", "updated_at")}),
+        PROVENANCE,
+    )
+
+    class Media:
+        css = {"all": ("css/template-admin.css", "css/sql-highlight.css")}
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [
+                (None, {"fields": ("name", "description", "category", "user")}),
+                ("Template", {"fields": ("question_template", "sql_template")}),
+                ("Flags", {"fields": ("is_public", "is_verified")}),
+            ]
+        return super().get_fieldsets(request, obj)
+
+    @admin.display(description="question preview")
+    def question_preview(self, obj):
+        return format_html(
+            '<pre class="template-preview">{}</pre>',
+            highlight_placeholders(obj.question_template),
+        )
+
+    @admin.display(description="SQL, highlighted")
+    def sql_preview(self, obj):
+        return highlight_sql(obj.sql_template)
+
+    @admin.action(description="Mark selected as verified", permissions=["change"])
+    def mark_verified(self, request, queryset):
+        self.set_flag(
+            request, queryset, "is_verified", True, "verify_query_template", "Marked verified"
+        )
+
+    @admin.action(description="Mark selected as not verified", permissions=["change"])
+    def mark_unverified(self, request, queryset):
+        self.set_flag(
+            request,
+            queryset,
+            "is_verified",
+            False,
+            "unverify_query_template",
+            "Marked not verified",
+        )
+
+    @admin.action(description="Make selected public", permissions=["change"])
+    def make_public(self, request, queryset):
+        self.set_flag(request, queryset, "is_public", True, "publish_query_template", "Made public")
+
+    @admin.action(description="Make selected private", permissions=["change"])
+    def make_private(self, request, queryset):
+        self.set_flag(
+            request, queryset, "is_public", False, "unpublish_query_template", "Made private"
+        )

@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from core import crypto
+
 
 class User(AbstractUser):
     """A staff account of this back office (Staff, Managers, Admins)."""
@@ -318,7 +320,12 @@ class SystemConfig(Imported):
 
 
 class DatabaseConnection(Imported):
-    """text-to-sql ``database_connections``. The password is never displayed."""
+    """text-to-sql ``database_connections``. The password is never displayed.
+
+    ``encrypted_db_password`` holds a Fernet token (core.crypto): set it with
+    ``set_password``, read it with ``get_password``. An imported row keeps the
+    source application's own ciphertext, which only that application can read.
+    """
 
     user = models.ForeignKey(AppUser, on_delete=models.CASCADE, related_name="database_connections")
     connection_name = models.CharField(max_length=100)
@@ -336,6 +343,24 @@ class DatabaseConnection(Imported):
 
     def __str__(self):
         return self.connection_name
+
+    def set_password(self, raw_password):
+        """Store ``raw_password`` encrypted; an empty one clears it."""
+        self.encrypted_db_password = crypto.encrypt(raw_password) if raw_password else ""
+
+    def get_password(self):
+        """The password in clear ("" when none is stored).
+
+        Raises ``core.crypto.DecryptionError`` for a value no configured key
+        opens (an imported application's ciphertext, a retired key).
+        """
+        if not self.encrypted_db_password:
+            return ""
+        return crypto.decrypt(self.encrypted_db_password)
+
+    @property
+    def has_password(self):
+        return bool(self.encrypted_db_password)
 
 
 class DatabaseSchema(Imported):
@@ -449,3 +474,51 @@ class QueryTemplate(Imported):
 
     def __str__(self):
         return self.name
+
+
+class TemplateVersion(models.Model):
+    """One saved state of an agent template or a query template: its history.
+
+    core.template_history writes a version on every save made through this
+    site (admin form, bulk action, import, revert); ``data`` holds the values
+    of the fields an admin edits (core.forms), so any two versions can be
+    compared and an earlier one restored. Versions outlive their template, as
+    the admin's own history does.
+    """
+
+    class Action(models.TextChoices):
+        BASELINE = "baseline", "State before history began"
+        CREATED = "created", "Created"
+        CHANGED = "changed", "Changed"
+        BULK = "bulk", "Bulk action"
+        IMPORTED = "imported", "Imported"
+        REVERTED = "reverted", "Reverted"
+
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", on_delete=models.CASCADE, related_name="+"
+    )
+    object_id = models.PositiveBigIntegerField()
+    number = models.PositiveIntegerField()
+    data = models.JSONField()
+    action = models.CharField(max_length=20, choices=Action.choices)
+    comment = models.CharField(max_length=255, blank=True, default="")
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["content_type", "object_id", "-number"]
+        constraints = [
+            # Also the index of the versions page: one template's versions by number.
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "number"],
+                name="core_templateversion_number_uniq",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(number__gte=1), name="core_templateversion_number_positive"
+            ),
+        ]
+
+    def __str__(self):
+        return f"version {self.number} of {self.content_type_id}:{self.object_id}"

@@ -1,0 +1,472 @@
+"""Secrets: database passwords encrypted at rest (with key rotation) and,
+with every other secret (API keys and their hashes, refresh-token hashes,
+app users' password hashes, sensitive settings), never in a page, an
+export, a log line or an API response.
+
+The walk covers every registered admin model (changelist, and the change,
+history and delete pages of its rows), the custom pages and every CSV
+export of the dashboards, after the secrets were typed in through the admin
+itself, so its history and the audit trail are searched too.
+"""
+
+import logging
+import re
+
+import pytest
+from cryptography.fernet import Fernet
+from django.contrib import admin
+from django.core.management import call_command
+from django.urls import reverse
+
+from core import crypto
+from core.apikeys import hash_api_key
+from core.models import ApiKey, AuditLog, DatabaseConnection, SystemConfig
+
+from . import factories as f
+from .test_api_auth import post
+
+pytestmark = pytest.mark.django_db
+
+DB_PASSWORD = "pg-Pl41nT3xt-db-password-4711"
+APP_PASSWORD_HASH = "pbkdf2_sha256$720000$Pl41nSalt$apphash-secret-4711"
+REFRESH_TOKEN_HASH = "41d8Pl41nT0kenHash98ecf8427e0b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b"
+CONFIG_SECRET = "sk-live-Pl41nC0nfig-4711"
+CONFIG_SECRET_NEW = "sk-live-Pl41nR0tated-4712"
+KEY_1, KEY_2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+# How many rows of each model the walk opens (change, history, delete pages).
+ROWS_PER_MODEL = 8
+
+
+# Encryption -----------------------------------------------------------------
+
+
+def test_password_is_stored_as_a_fernet_token_and_read_back(settings):
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_1]
+    connection = f.DatabaseConnectionFactory(encrypted_db_password="")
+
+    connection.set_password(DB_PASSWORD)
+    connection.save()
+    connection.refresh_from_db()
+
+    assert DB_PASSWORD not in connection.encrypted_db_password
+    assert connection.encrypted_db_password.startswith("gAAAAA")
+    assert Fernet(KEY_1).decrypt(connection.encrypted_db_password.encode()).decode() == DB_PASSWORD
+    assert connection.get_password() == DB_PASSWORD
+
+
+def test_a_stranger_key_cannot_read_the_password(settings):
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_1]
+    connection = f.DatabaseConnectionFactory()
+    connection.set_password(DB_PASSWORD)
+
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_2]
+
+    with pytest.raises(crypto.DecryptionError):
+        connection.get_password()
+
+
+def test_empty_password_stores_nothing():
+    connection = f.DatabaseConnectionFactory()
+
+    connection.set_password("")
+
+    assert connection.encrypted_db_password == ""
+    assert connection.get_password() == ""
+
+
+def test_without_configured_keys_the_key_is_derived_from_secret_key(settings):
+    settings.FIELD_ENCRYPTION_KEYS = []
+    connection = f.DatabaseConnectionFactory()
+    connection.set_password(DB_PASSWORD)
+
+    assert connection.get_password() == DB_PASSWORD
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    with pytest.raises(crypto.DecryptionError):
+        connection.get_password()
+
+
+def test_rotation_old_key_still_decrypts_then_command_re_encrypts(settings):
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_1]
+    ours = f.DatabaseConnectionFactory()
+    ours.set_password(DB_PASSWORD)
+    ours.save()
+    # An imported row: the source application's own ciphertext.
+    foreign_token = Fernet(Fernet.generate_key()).encrypt(b"theirs").decode()
+    foreign = f.DatabaseConnectionFactory(encrypted_db_password=foreign_token)
+    empty = f.DatabaseConnectionFactory(encrypted_db_password="")
+
+    # A new key goes first; the old one stays to decrypt.
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_2, KEY_1]
+    assert DatabaseConnection.objects.get(pk=ours.pk).get_password() == DB_PASSWORD
+    call_command("rotate_encryption_key", "--dry-run", stdout=(dry := _Output()))
+    assert DatabaseConnection.objects.get(pk=ours.pk).encrypted_db_password == (
+        ours.encrypted_db_password
+    )
+    call_command("rotate_encryption_key", stdout=(out := _Output()))
+
+    # Now the old key can go.
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_2]
+    ours.refresh_from_db()
+    assert ours.get_password() == DB_PASSWORD
+    foreign.refresh_from_db()
+    empty.refresh_from_db()
+    assert foreign.encrypted_db_password == foreign_token
+    assert empty.encrypted_db_password == ""
+    assert "Would re-encrypt 1 database password(s)" in dry.text
+    assert "Re-encrypted 1 database password(s)" in out.text
+    assert "Left 1 value(s) no configured key decrypts" in out.text
+
+
+class _Output:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+# The admin form -------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser(client):
+    user = f.UserFactory(is_superuser=True)
+    client.force_login(user)
+    return user
+
+
+def _connection_form(app_user, **fields):
+    return {
+        "connection_name": "warehouse",
+        "user": app_user.pk,
+        "db_type": "postgresql",
+        "db_host": "db.example.com",
+        "db_port": "5432",
+        "db_name": "sales",
+        "db_user": "analyst",
+        "new_password": "",
+        **fields,
+    }
+
+
+def test_admin_encrypts_a_typed_password_and_never_shows_it(client, superuser):
+    app_user = f.AppUserFactory()
+
+    response = client.post(
+        reverse("admin:core_databaseconnection_add"),
+        _connection_form(app_user, new_password=DB_PASSWORD),
+    )
+
+    assert response.status_code == 302
+    connection = DatabaseConnection.objects.get(connection_name="warehouse")
+    assert connection.get_password() == DB_PASSWORD
+    assert DB_PASSWORD not in connection.encrypted_db_password
+    page = client.get(reverse("admin:core_databaseconnection_change", args=[connection.pk]))
+    html = page.content.decode()
+    assert DB_PASSWORD not in html
+    assert connection.encrypted_db_password not in html
+    assert 'name="new_password"' in html
+    assert page.context["adminform"].form.fields["new_password"].widget.render_value is False
+
+
+def test_admin_keeps_the_password_when_the_field_is_left_empty(client, superuser):
+    connection = f.DatabaseConnectionFactory()
+    connection.set_password(DB_PASSWORD)
+    connection.save()
+    url = reverse("admin:core_databaseconnection_change", args=[connection.pk])
+
+    response = client.post(url, _connection_form(connection.user, db_host="db2.example.com"))
+
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.db_host == "db2.example.com"
+    assert connection.get_password() == DB_PASSWORD
+    assert connection.updated_at is not None
+
+
+def test_admin_removes_the_password_on_request(client, superuser):
+    connection = f.DatabaseConnectionFactory()
+    url = reverse("admin:core_databaseconnection_change", args=[connection.pk])
+
+    client.post(url, _connection_form(connection.user, clear_password="on"))
+
+    connection.refresh_from_db()
+    assert connection.encrypted_db_password == ""
+
+
+def test_a_form_with_errors_does_not_echo_the_typed_password(client, superuser):
+    app_user = f.AppUserFactory()
+
+    response = client.post(
+        reverse("admin:core_databaseconnection_add"),
+        _connection_form(app_user, new_password=DB_PASSWORD, db_port="not-a-port"),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    assert DB_PASSWORD not in response.content.decode()
+    assert not DatabaseConnection.objects.exists()
+
+
+def test_admin_change_of_the_password_is_audited_without_the_value(client, superuser):
+    connection = f.DatabaseConnectionFactory()
+    url = reverse("admin:core_databaseconnection_change", args=[connection.pk])
+
+    client.post(url, _connection_form(connection.user, new_password=DB_PASSWORD))
+
+    entry = AuditLog.objects.get(action="admin_change", resource_id=str(connection.pk))
+    assert entry.actor == superuser
+    assert "New password" in str(entry.new_values)
+    assert DB_PASSWORD not in str(entry.new_values)
+    assert connection.encrypted_db_password not in str(entry.new_values)
+
+
+@pytest.mark.parametrize(
+    ("model", "lookup"),
+    [
+        ("appuser", "password_hash__startswith"),
+        ("apikey", "key_hash__startswith"),
+        ("refreshtoken", "token_hash__startswith"),
+        ("databaseconnection", "encrypted_db_password__startswith"),
+    ],
+)
+def test_secret_fields_cannot_be_probed_through_url_lookups(client, superuser, model, lookup):
+    response = client.get(reverse(f"admin:core_{model}_changelist"), {lookup: "p"})
+
+    assert response.status_code == 400
+
+
+# Every page and export ------------------------------------------------------
+
+
+@pytest.fixture
+def secrets_world(client, superuser):
+    """Secrets of every kind, typed in through the admin where the admin is
+    how they arrive, and data of every model around them."""
+    org = f.OrganizationFactory()
+    app_user = f.AppUserFactory(organization=org, password_hash=APP_PASSWORD_HASH)
+    f.RefreshTokenFactory(user=app_user, token_hash=REFRESH_TOKEN_HASH)
+    setting = f.SystemConfigFactory(
+        config_key="openai_api_key", config_value={"api_key": CONFIG_SECRET}, is_sensitive=True
+    )
+    # An admin replaces the sensitive value: its history and audit entries
+    # must not show the old value or the new one.
+    client.post(
+        reverse("admin:core_systemconfig_change", args=[setting.pk]),
+        {
+            "config_key": "openai_api_key",
+            "new_value": f'{{"api_key": "{CONFIG_SECRET_NEW}"}}',
+            "is_sensitive": "on",
+            "description": "A setting",
+        },
+    )
+    setting.refresh_from_db()
+    assert setting.config_value == {"api_key": CONFIG_SECRET_NEW}
+    client.post(
+        reverse("admin:core_databaseconnection_add"),
+        _connection_form(app_user, new_password=DB_PASSWORD),
+    )
+    ciphertext = DatabaseConnection.objects.get().encrypted_db_password
+    source = f.SourceFactory(kind="api")
+    shown_once = client.post(
+        reverse("admin:core_apikey_add"),
+        {
+            "key_name": "ci pipeline",
+            "ingest_source": source.pk,
+            "permissions": "null",
+            "is_active": "on",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
+        follow=True,
+    )
+    raw_key = re.search(r"<code>(aa_[\w-]+)</code>", shown_once.content.decode()).group(1)
+    key = ApiKey.objects.get(key_name="ci pipeline")
+    assert key.key_hash == hash_api_key(raw_key)  # stored hashed, never raw
+    assert raw_key not in {key.key_hash, key.key_prefix}
+
+    chat = f.ChatFactory(user=app_user, organization=org)
+    answer = f.MessageFactory(chat=chat, role="assistant")
+    f.MessageFeedbackFactory(message=answer, rating=2)
+    f.CodeExecutionFactory(message=answer)
+    f.ModelUsageFactory(user=app_user, chat=chat)
+    f.BudgetFactory(organization=org)
+    for model, factory in f.factories_by_model().items():
+        if not model._default_manager.exists():
+            factory()
+    return {
+        "secrets": {
+            "database password": DB_PASSWORD,
+            "database password ciphertext": ciphertext,
+            "raw API key": raw_key,
+            "API key hash": key.key_hash,
+            "app user password hash": APP_PASSWORD_HASH,
+            "refresh token hash": REFRESH_TOKEN_HASH,
+            "sensitive setting": CONFIG_SECRET,
+            "sensitive setting, replaced": CONFIG_SECRET_NEW,
+        },
+        "app_user": app_user,
+        "org": org,
+        "chat": chat,
+        "raw_key": raw_key,
+    }
+
+
+def _leaks(secrets, text):
+    return [name for name, value in secrets.items() if value in text]
+
+
+def _admin_urls(model):
+    opts = model._meta
+    prefix = f"admin:{opts.app_label}_{opts.model_name}"
+    yield reverse(f"{prefix}_changelist")
+    for pk in model._default_manager.order_by("pk").values_list("pk", flat=True)[:ROWS_PER_MODEL]:
+        for page in ("change", "history", "delete"):
+            yield reverse(f"{prefix}_{page}", args=[pk])
+
+
+def test_no_admin_page_shows_a_secret(client, secrets_world):
+    secrets = secrets_world["secrets"]
+    opened = leaked = 0
+    found = []
+    for model in sorted(admin.site._registry, key=lambda m: m._meta.label):
+        for url in _admin_urls(model):
+            response = client.get(url)
+            # Read-only models refuse the delete page; everything else opens.
+            assert response.status_code in (200, 403), url
+            if response.status_code == 200:
+                opened += 1
+                leaks = _leaks(secrets, response.content.decode())
+                leaked += bool(leaks)
+                found += [(url, leak) for leak in leaks]
+
+    assert found == []
+    # Every model's changelist and at least one row's three pages.
+    assert opened >= 3 * len(admin.site._registry)
+    # The admin's history and the audit trail were among them.
+    assert AuditLog.objects.filter(action="admin_add").count() >= 2
+
+
+def test_no_custom_page_shows_a_secret(client, secrets_world):
+    secrets = secrets_world["secrets"]
+    urls = [
+        reverse("admin:index"),
+        reverse("dashboards:overview") + "?period=90d",
+        reverse("dashboards:models") + "?period=90d",
+        reverse("dashboards:user", args=[secrets_world["app_user"].pk]),
+        reverse("dashboards:organization", args=[secrets_world["org"].pk]),
+        reverse("review:transcript", args=[secrets_world["chat"].pk]),
+        reverse("review:feedback_queue"),
+        reverse("review:search") + "?q=sales",
+        reverse("api-docs"),
+        "/api/v1/openapi.json",
+        reverse("admin:autocomplete")
+        + "?app_label=core&model_name=databaseconnection&field_name=user&term=",
+    ]
+    found = []
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        found += [(url, leak) for leak in _leaks(secrets, response.content.decode())]
+
+    assert found == []
+
+
+def test_no_csv_export_shows_a_secret(client, secrets_world):
+    secrets = secrets_world["secrets"]
+    pages = [
+        reverse("dashboards:overview"),
+        reverse("dashboards:models"),
+        reverse("dashboards:user", args=[secrets_world["app_user"].pk]),
+        reverse("dashboards:organization", args=[secrets_world["org"].pk]),
+    ]
+    exports = found = 0
+    leaks = []
+    for page in pages:
+        names = [table.name for table in client.get(page, {"period": "90d"}).context["tables"]]
+        for name in names:
+            response = client.get(page, {"period": "90d", "export": name})
+            assert response.status_code == 200
+            assert response["Content-Type"].startswith("text/csv")
+            text = b"".join(response.streaming_content).decode()
+            exports += 1
+            found += text.count("\n")
+            leaks += [(page, name, leak) for leak in _leaks(secrets, text)]
+
+    assert leaks == []
+    # overview: 4 tables, models: 1, user and organisation pages: 2 each
+    assert exports == 9
+    assert found > exports  # the exports hold rows, not only headers
+
+
+def test_api_responses_never_echo_the_key(client, secrets_world):
+    raw_key = secrets_world["raw_key"]
+    batch = {
+        "items": [
+            {
+                "id": "u-1",
+                "model_name": "gpt-4o-mini",
+                "provider": "openai",
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "timestamp": "2024-05-01T10:00:00Z",
+            }
+        ]
+    }
+
+    accepted = post(client, "usage", batch, raw_key)
+    refused = post(client, "usage", batch, raw_key[:-2] + "xx")
+
+    assert accepted.status_code == 200
+    assert refused.status_code == 401
+    for response in (accepted, refused):
+        assert _leaks(secrets_world["secrets"], response.content.decode()) == []
+        assert raw_key[:-2] not in response.content.decode()
+
+
+def test_no_log_line_carries_a_secret(client, settings, caplog):
+    """Typing the password, logging in and failing to: with DEBUG on, so
+    every SQL statement is logged too, the plaintext reaches no log."""
+    settings.DEBUG = True
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="django")
+    user = f.UserFactory(username="ops")
+    user.set_password("L0gin-Pl41n-4711")
+    user.save()
+    app_user = f.AppUserFactory()
+
+    client.post(reverse("admin:login"), {"username": "ops", "password": "Wr0ng-Pl41n-4711"})
+    client.post(reverse("admin:login"), {"username": "ops", "password": "L0gin-Pl41n-4711"})
+    user.is_superuser = True
+    user.save()
+    client.post(
+        reverse("admin:core_databaseconnection_add"),
+        _connection_form(app_user, new_password=DB_PASSWORD),
+    )
+
+    assert DatabaseConnection.objects.get().get_password() == DB_PASSWORD
+    assert "INSERT INTO" in caplog.text  # the SQL log is on
+    for plaintext in (DB_PASSWORD, "L0gin-Pl41n-4711", "Wr0ng-Pl41n-4711"):
+        assert plaintext not in caplog.text
+        assert not AuditLog.objects.filter(new_values__icontains=plaintext).exists()
+
+
+def test_sensitive_setting_value_is_masked_on_its_pages(client, superuser):
+    setting = f.SystemConfigFactory(
+        config_key="smtp_password", config_value=CONFIG_SECRET, is_sensitive=True
+    )
+
+    pages = [
+        reverse("admin:core_systemconfig_changelist"),
+        reverse("admin:core_systemconfig_change", args=[setting.pk]),
+        reverse("admin:core_systemconfig_history", args=[setting.pk]),
+    ]
+
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200
+        assert CONFIG_SECRET not in response.content.decode(), url
+    assert SystemConfig.objects.get(pk=setting.pk).config_value == CONFIG_SECRET
