@@ -1,0 +1,85 @@
+"""What an import tells: counts per source table, and the report file.
+
+The report is JSON Lines, one object per line:
+
+- a refused row: ``{"table", "source_pk", "reason", "row"}`` (``row`` is
+  the raw source row, dates and decimals as text);
+- rows deleted at the source (kept here): ``{"table", "deleted_at_source",
+  "sample_pks", "reason"}``.
+
+The file is created with the first line, so a clean run leaves none.
+"""
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DELETED_SAMPLE = 20
+
+
+@dataclass
+class TableStats:
+    table: str
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: int = 0
+    deleted_at_source: int = 0
+    seconds: float = 0.0
+
+    COLUMNS = ("read", "created", "updated", "unchanged", "refused", "deleted_at_source")
+
+
+class Report:
+    def __init__(self, path):
+        self.path = Path(path)
+        self._file = None
+        self.lines = 0
+
+    def _write(self, record):
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self.lines += 1
+
+    def refused(self, table, source_pk, reason, row):
+        self._write({"table": table, "source_pk": source_pk, "reason": reason, "row": row})
+
+    def deleted(self, table, count, sample):
+        self._write(
+            {
+                "table": table,
+                "deleted_at_source": count,
+                "sample_pks": sample,
+                "reason": "deleted at the source; kept here",
+            }
+        )
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def summary_table(stats):
+    """The final table: one line per source table, then the totals."""
+    headers = ("table", *TableStats.COLUMNS, "seconds")
+    total = TableStats("total")
+    for row in stats:
+        for f in fields(TableStats):
+            if f.name != "table":
+                setattr(total, f.name, getattr(total, f.name) + getattr(row, f.name))
+    lines = [
+        (row.table, *(str(getattr(row, c)) for c in TableStats.COLUMNS), f"{row.seconds:.1f}")
+        for row in [*stats, total]
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+
+    def fmt(cells):
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
+
+    rule = "-" * len(fmt(headers))
+    return "\n".join([fmt(headers), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
