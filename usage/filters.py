@@ -7,16 +7,19 @@ from django.core.exceptions import ValidationError
 from core.models import Organization, Source
 
 from .metrics import Period, Scope
-from .models import DailyUsage
+from .models import DailyModelUsage, DailyUsage
 
 MAX_CUSTOM_DAYS = 3 * 366
 
 
 def _distinct(field):
-    # From the roll-up's (day, model_name, provider) index, not the ledger.
+    # From the model-grain roll-up (days × models × organisations), not the
+    # per-user one or the ledger.
     return [
         (value, value)
-        for value in DailyUsage.objects.order_by(field).values_list(field, flat=True).distinct()
+        for value in DailyModelUsage.objects.order_by(field)
+        .values_list(field, flat=True)
+        .distinct()
     ]
 
 
