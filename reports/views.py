@@ -3,7 +3,7 @@ admin's frame: a filtered list (figures, a table exportable as CSV as on the
 cost pages) and one report as a reader sees it.
 
 Thin views: read the filter bar, call reports.metrics, render or export
-(usage.views._page). Both need ``reports.view_deepanalysisreport``; the
+(usage.views.render_or_export). Both need ``reports.view_deepanalysisreport``; the
 analysis results beside a report also ``reports.view_analysisresult``.
 """
 
@@ -15,7 +15,7 @@ from django.urls import reverse
 from chats.views import staff_page
 from usage.quality_views import EXPORT_LIMIT, PAGE_SIZE, pager_query
 from usage.tables import Column, Table
-from usage.views import _page
+from usage.views import render_or_export
 
 from . import metrics
 from .filters import ReportFilter
@@ -64,7 +64,7 @@ def report_list(request):
         "page_obj": page,
         "pager_query": pager_query(request),
     }
-    return _page(request, "reports/list.html", tables, context, "reports")
+    return render_or_export(request, "reports/list.html", tables, context, "reports")
 
 
 @staff_page(VIEW_PERMISSION)

@@ -2,7 +2,7 @@
 inside the admin's frame.
 
 Thin views, as usage.views: read the filter bar, call usage.quality, render
-or export one table (usage.views._page: ?export=<table>, which needs
+or export one table (usage.views.render_or_export: ?export=<table>, which needs
 usage.export_usage as on the cost pages). Every page needs
 ``chats.view_message`` (403 without it): Staff read the same conversations,
 code and SQL in the transcripts.
@@ -19,7 +19,7 @@ from . import quality
 from . import quality_charts as charts
 from .quality_filters import ActivityFilter, ExecutionFilter, QualityFilter
 from .tables import Column, Table
-from .views import _page
+from .views import render_or_export
 
 VIEW_PERMISSION = "chats.view_message"
 PAGE_SIZE = 50
@@ -178,7 +178,7 @@ def code(request):
             ),
         },
     )  # fmt: skip
-    return _page(request, "quality/code.html", tables, context, "quality-code")
+    return render_or_export(request, "quality/code.html", tables, context, "quality-code")
 
 
 def _bucket(n):
@@ -241,7 +241,9 @@ def execution_list(request):
         pager_query=pager_query(request),
         group={"outcome": outcome, "error_type": error_type, "agent": agent},
     )
-    return _page(request, "quality/executions.html", tables, context, "quality-executions")
+    return render_or_export(
+        request, "quality/executions.html", tables, context, "quality-executions"
+    )
 
 
 # -- feedback ------------------------------------------------------------------
@@ -346,7 +348,7 @@ def feedback(request):
             ),
         },
     )  # fmt: skip
-    return _page(request, "quality/feedback.html", tables, context, "quality-feedback")
+    return render_or_export(request, "quality/feedback.html", tables, context, "quality-feedback")
 
 
 # -- activity ------------------------------------------------------------------
@@ -430,7 +432,7 @@ def activity(request):
                                  "active app users"),
         },
     )  # fmt: skip
-    return _page(request, "quality/activity.html", tables, context, "quality-activity")
+    return render_or_export(request, "quality/activity.html", tables, context, "quality-activity")
 
 
 # -- text-to-SQL -----------------------------------------------------------------
@@ -492,7 +494,9 @@ def text_to_sql(request):
                                 "queries", horizontal=True),
         },
     )  # fmt: skip
-    return _page(request, "quality/text_to_sql.html", tables, context, "quality-text-to-sql")
+    return render_or_export(
+        request, "quality/text_to_sql.html", tables, context, "quality-text-to-sql"
+    )
 
 
 def _outcome(success):

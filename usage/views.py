@@ -112,7 +112,7 @@ def _budget_table(statuses):
     )
 
 
-def _page(request, template, tables, context, filename):
+def render_or_export(request, template, tables, context, filename):
     """Render the page, or stream one of its tables as CSV (?export=name)."""
     export = request.GET.get("export")
     if export:
@@ -175,7 +175,7 @@ def overview(request):
             "providers": charts.bars([p for p, _ in providers], [c for _, c in providers]),
         },
     }
-    return _page(request, "usage/overview.html", tables, context, "usage-overview")
+    return render_or_export(request, "usage/overview.html", tables, context, "usage-overview")
 
 
 @dashboard
@@ -201,7 +201,7 @@ def models(request):
         "sort": sort,
         "sort_keys": MODEL_SORT_KEYS,
     }
-    return _page(request, "usage/models.html", tables, context, "usage-models")
+    return render_or_export(request, "usage/models.html", tables, context, "usage-models")
 
 
 def _subject_page(request, subject, scope_field, kind):
@@ -242,7 +242,7 @@ def _subject_page(request, subject, scope_field, kind):
         "chats": chats,
         "feedback": feedback,
     }
-    return _page(
+    return render_or_export(
         request, "usage/subject.html", tables, context, f"usage-{scope_field}-{subject.pk}"
     )
 
