@@ -7,19 +7,16 @@ from django.core.exceptions import ValidationError
 from core.models import Organization, Source
 
 from .metrics import Period, Scope
-from .models import DailyModelUsage, DailyUsage
+from .models import DailyTotal, DailyUsage
 
 MAX_CUSTOM_DAYS = 3 * 366
 
 
 def _distinct(field):
-    # From the model-grain roll-up (days × models × organisations), not the
-    # per-user one or the ledger.
+    # From the smallest roll-up (days × models), not the ledger.
     return [
         (value, value)
-        for value in DailyModelUsage.objects.order_by(field)
-        .values_list(field, flat=True)
-        .distinct()
+        for value in DailyTotal.objects.order_by(field).values_list(field, flat=True).distinct()
     ]
 
 

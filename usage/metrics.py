@@ -8,13 +8,15 @@ settings.TIME_ZONE, the zone the roll-ups are cut in.
 """
 
 import calendar
+import functools
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, DecimalField, F, Q, Sum, Value
+from django.db.models import Avg, Case, Count, DecimalField, F, Q, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -24,13 +26,11 @@ from core.models import AppUser, Organization
 from .models import (
     LATENCY_BUCKETS_MS,
     Budget,
-    DailyLatency,
-    DailyModelLatency,
-    DailyModelUsage,
     DailyUsage,
     ModelUsage,
+    UserUsage,
 )
-from .rollups import LEDGER_AGGREGATES, SUMMED, bucket_expression
+from .rollups import LEDGER_AGGREGATES, ROLLUPS, SUMMED, bucket_expression
 
 THOUSAND = Decimal(1000)
 
@@ -116,17 +116,98 @@ class Scope:
 # -- where figures come from ---------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SpanPlan:
+    """How UserUsage's day and month rows add up to a period: the months
+    read whole, and the days added or (from those months) taken away."""
+
+    added_days: tuple = ()  # ((first, last), …) ranges of day rows
+    months: tuple = ()  # first days of the month rows
+    removed_days: tuple = ()  # day rows inside ``months`` outside the period
+
+    def rows(self):
+        """The UserUsage rows to read."""
+        condition = Q(span=UserUsage.Span.MONTH, day__in=self.months) if self.months else Q()
+        for first, last in self.added_days + self.removed_days:
+            condition |= Q(span=UserUsage.Span.DAY, day__gte=first, day__lte=last)
+        return condition
+
+    def signed(self, name):
+        """A column's sum over ``rows()``: the removed days count negative."""
+        if not self.removed_days:
+            return Sum(name)
+        removed = Q()
+        for first, last in self.removed_days:
+            removed |= Q(span=UserUsage.Span.DAY, day__gte=first, day__lte=last)
+        field = UserUsage._meta.get_field(name)
+        return Sum(Case(When(removed, then=-F(name)), default=F(name), output_field=field))
+
+
+def span_plan(period, today=None):
+    """The cheapest SpanPlan for a period: each month it touches is read as
+    its days inside the period, or as its month row less its days outside
+    the period, whichever reads fewer rows (days after today hold none)."""
+    today = today or timezone.localdate()
+    added, months, removed = [], [], []
+    first = period.start.replace(day=1)
+    while first <= period.end:
+        last = first.replace(day=calendar.monthrange(first.year, first.month)[1])
+        inside = (max(period.start, first), min(period.end, last))
+        outside = [
+            (a, b)
+            for a, b in (
+                (first, inside[0] - timedelta(days=1)),
+                (inside[1] + timedelta(days=1), last),
+            )
+            if a <= b
+        ]
+        past = sum(max(0, (min(b, today) - a).days + 1) for a, b in outside)
+        if 1 + past < (inside[1] - inside[0]).days + 1:
+            months.append(first)
+            removed.extend(outside)
+        else:
+            added.append(inside)
+        first = last + timedelta(days=1)
+    return SpanPlan(tuple(added), tuple(months), tuple(removed))
+
+
+# The roll-ups with a model grain (and a latency histogram), fewest columns
+# first: DailyTotal, DailyModelUsage, DailyUsage.
+MODEL_GRAINS = sorted((r for r in ROLLUPS if r.latency), key=lambda r: len(r.grain))
+
+
 class RollupReader:
-    """Reads the roll-ups (the default): the grain without the app user
-    unless the figure or the scope names one."""
+    """Reads the roll-ups (the default): the smallest one that has every
+    column the scope filters on and the figure groups by (``dims``)."""
 
-    def usage(self, period, scope, by_user=False):
-        model = DailyUsage if by_user or scope.user_id else DailyModelUsage
-        return self._rows(model, period, scope)
+    def usage(self, period, scope, *dims):
+        return self._rows(self._grain(scope, dims).usage, period, scope)
 
-    def latency(self, period, scope, by_user=False):
-        model = DailyLatency if by_user or scope.user_id else DailyModelLatency
-        return self._rows(model, period, scope)
+    def latency(self, period, scope, *dims):
+        return self._rows(self._grain(scope, dims).latency, period, scope)
+
+    @staticmethod
+    def _grain(scope, dims):
+        needed = {*scope.lookups(), *dims}
+        return next(r for r in MODEL_GRAINS if needed <= set(r.grain))
+
+    def user_sums(self, period, scope, **columns):
+        """Per app user (anonymous usage left out): ``{user_id, <name>: sum of
+        <column>}`` rows for ``name=column`` pairs.
+
+        From UserUsage's months and days when the scope names at most an
+        organisation (or one app user); from DailyUsage's model grain when it
+        names a model, provider or source.
+        """
+        lookups = scope.lookups()
+        if set(lookups) - {"organization_id", "user_id"}:
+            rows = self._rows(DailyUsage, period, scope)
+            sums = {name: Sum(column) for name, column in columns.items()}
+        else:
+            plan = span_plan(period)
+            rows = UserUsage.objects.filter(plan.rows(), **lookups).order_by()
+            sums = {name: plan.signed(column) for name, column in columns.items()}
+        return rows.filter(user_id__isnull=False).values("user_id").annotate(**sums)
 
     @staticmethod
     def _rows(model, period, scope):
@@ -153,10 +234,18 @@ class LedgerReader:
             .annotate(day=TruncDate("timestamp", tzinfo=timezone.get_current_timezone()))
         )
 
-    def usage(self, period, scope, by_user=False):
+    def usage(self, period, scope, *dims):
         return self._ledger(period, scope)
 
-    def latency(self, period, scope, by_user=False):
+    def user_sums(self, period, scope, **columns):
+        return (
+            self._ledger(period, scope)
+            .filter(user_id__isnull=False)
+            .values("user_id")
+            .annotate(**{name: self.total(column) for name, column in columns.items()})
+        )
+
+    def latency(self, period, scope, *dims):
         return (
             self._ledger(period, scope)
             .filter(request_time_ms__isnull=False)
@@ -177,6 +266,35 @@ class LedgerReader:
 
 
 reader = RollupReader()
+
+
+_memo = ContextVar("usage_metrics_memo", default=None)
+
+
+@contextmanager
+def memo():
+    """Within the block, a figure asked for again with the same arguments
+    (and reader) is computed once: one page shows some figures twice. The
+    dashboard views run in one."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def memoized(function):
+    @functools.wraps(function)
+    def wrapper(*args):
+        cache = _memo.get()
+        if cache is None:
+            return function(*args)
+        key = (function.__name__, reader, *args)
+        if key not in cache:
+            cache[key] = function(*args)
+        return cache[key]
+
+    return wrapper
 
 
 @contextmanager
@@ -270,14 +388,7 @@ def _derive(row):
 def totals(period, scope):
     """The overview's headline figures for one period."""
     row = _derive(unsuffixed(reader.usage(period, scope).aggregate(**sums())))
-    row["active_users"] = (
-        reader.usage(period, scope, by_user=True)
-        .filter(user_id__isnull=False)
-        .values("user_id")
-        .annotate(n=reader.total("requests"))
-        .filter(n__gt=0)
-        .count()
-    )
+    row["active_users"] = app_users(period, scope, TOP_USERS)[0]
     row["p95_latency_ms"] = percentile_from_histogram(_histograms(period, scope).get((), {}), 0.95)
     return row
 
@@ -346,6 +457,7 @@ def tokens_per_day(period, scope):
     return [(day, *found.get(day, (0, 0))) for day in period.each_day()]
 
 
+@memoized
 def cost_by_provider(period, scope):
     """[(provider, cost)] most expensive first."""
     return list(
@@ -358,30 +470,40 @@ def cost_by_provider(period, scope):
     )
 
 
-def top_users(period, scope, limit=10):
-    """The app users who cost most: [{user_id, label, cost, tokens, requests}]."""
+TOP_USERS = 10
+
+
+@memoized
+def app_users(period, scope, limit):
+    """(active app users, the ``limit`` who cost most) in one query: the
+    users with requests in the period are counted by a window over the
+    same per-user sums that rank them."""
     rows = list(
-        reader.usage(period, scope, by_user=True)
-        .filter(user_id__isnull=False)
-        .values("user_id")
-        .annotate(
-            cost=reader.total("cost"),
-            tokens=reader.total("total_tokens"),
-            requests=reader.total("requests"),
-        )
+        reader.user_sums(period, scope, cost="cost", tokens="total_tokens", requests="requests")
         .filter(requests__gt=0)
+        .annotate(active=Window(Count("*")))
         .order_by(F("cost").desc(nulls_last=True), "user_id")[:limit]
     )
-    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in rows])}
+    active = rows[0]["active"] if rows else 0
     for row in rows:
-        row["label"] = labels.get(row["user_id"], f"deleted app user {row['user_id']}")
-    return rows
+        del row["active"]
+    return active, rows
+
+
+def top_users(period, scope, limit=TOP_USERS):
+    """The app users who cost most: [{user_id, label, cost, tokens, requests}]."""
+    rows = app_users(period, scope, limit)[1]
+    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in rows])}
+    return [
+        {**row, "label": labels.get(row["user_id"], f"deleted app user {row['user_id']}")}
+        for row in rows
+    ]
 
 
 def top_organizations(period, scope, limit=10):
     """The organisations that cost most: [{organization_id, label, cost, …}]."""
     rows = list(
-        reader.usage(period, scope)
+        reader.usage(period, scope, "organization_id")
         .filter(organization_id__isnull=False)
         .values("organization_id")
         .annotate(
@@ -563,17 +685,15 @@ def budget_statuses(today=None, scope=None):
         budgets = budgets.filter(user_id=scope.user_id)
     budgets = list(budgets)
     by_org = dict(
-        reader.usage(month, Scope())
+        reader.usage(month, Scope(), "organization_id")
         .filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
         .values("organization_id")
         .annotate(c=reader.total("cost"))
         .values_list("organization_id", "c")
     )
     by_user = dict(
-        reader.usage(month, Scope(), by_user=True)
+        reader.user_sums(month, Scope(), c="cost")
         .filter(user_id__in=[b.user_id for b in budgets if b.user_id])
-        .values("user_id")
-        .annotate(c=reader.total("cost"))
         .values_list("user_id", "c")
     )
     statuses = []

@@ -344,6 +344,70 @@ class DailyModelUsage(RollupGrain, UsageMeasures):
         return f"{self.day} {self.model_name}"
 
 
+class DailyTotal(UsageMeasures):
+    """Roll-up per day, model and provider only: what the overview and the
+    models page read when no organisation, source or app user is chosen.
+    At most days × models rows, whatever the ledger, the users or the
+    organisations."""
+
+    day = models.DateField()
+    model_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=50)
+
+    class Meta:
+        verbose_name = "daily usage total by model"
+        ordering = ["-day"]
+        indexes = [
+            models.Index(fields=["day", "model_name", "provider"], name="usage_dt_day_model_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.model_name}"
+
+
+class UserUsage(UsageMeasures):
+    """Roll-up per app user and organisation, per day and per calendar month
+    (``span``), without model, provider or source.
+
+    The figures that rank or count app users over a period (top users, active
+    users) read it when no model, provider or source is chosen: a period is
+    its whole months' rows plus the days at its edges (``usage.metrics``), so
+    a 90-day figure reads about three months' and a few days' rows per user
+    instead of 90 days × models × sources.
+
+    ``day`` is the first day the row covers: the day itself, or the first of
+    the month. Readers SUM over the grain, as for every roll-up.
+    """
+
+    class Span(models.TextChoices):
+        DAY = "day", "day"
+        MONTH = "month", "month"
+
+    span = models.CharField(max_length=5, choices=Span.choices)
+    day = models.DateField()
+    # No single-column indexes: the two below lead with what is filtered.
+    user = _rollup_key(AppUser, db_index=False)
+    organization = _rollup_key(Organization, db_index=False)
+
+    class Meta:
+        verbose_name = "usage roll-up per app user"
+        ordering = ["-day"]
+        indexes = [
+            # top and active app users: the days and months of a period
+            models.Index(fields=["span", "day"], name="usage_uu_span_day_idx"),
+            # an app user's budget: their month
+            models.Index(fields=["user", "span", "day"], name="usage_uu_user_span_day_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(span__in=["day", "month"]), name="usage_uu_span_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.span} {self.day} user {self.user_id}"
+
+
 # Upper bounds (ms) of the latency histogram buckets; the last bucket is open.
 LATENCY_BUCKETS_MS = (
     50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000,
@@ -396,4 +460,19 @@ class DailyModelLatency(RollupGrain, LatencyMeasures):
         indexes = [
             # p95 per period and model
             models.Index(fields=["day", "model_name", "provider"], name="usage_dml_day_model_idx"),
+        ]
+
+
+class DailyTotalLatency(LatencyMeasures):
+    """Histogram of request times at DailyTotal's grain."""
+
+    day = models.DateField()
+    model_name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=50)
+
+    class Meta:
+        verbose_name = "daily latency histogram row by model (all organisations)"
+        ordering = ["-day", "bucket"]
+        indexes = [
+            models.Index(fields=["day", "model_name", "provider"], name="usage_dtl_day_model_idx"),
         ]

@@ -998,7 +998,7 @@ def _usage_by(period, scope, key):
     reader = metrics.reader
     return {
         value: (requests, tokens)
-        for value, requests, tokens in reader.usage(period, usage_scope)
+        for value, requests, tokens in reader.usage(period, usage_scope, key)
         .values(key)
         .annotate(r=reader.total("requests"), t=reader.total("total_tokens"))
         .values_list(key, "r", "t")

@@ -1,11 +1,17 @@
 """The roll-ups of the usage ledger.
 
-Two grains, each with usage sums and a latency histogram:
+Four grains:
 
 - with the app user (``DailyUsage``, ``DailyLatency``): for pages that name
   a user — their size grows with active user-days;
-- without it (``DailyModelUsage``, ``DailyModelLatency``): for everything
-  else — their size grows with days × models × organisations × sources.
+- without it (``DailyModelUsage``, ``DailyModelLatency``): for pages that
+  name an organisation or a source — their size grows with days × models ×
+  organisations × sources;
+- per day, model and provider only (``DailyTotal``, ``DailyTotalLatency``):
+  for everything else — at most days × models rows;
+- per app user and organisation only (``UserUsage``), per day and per
+  calendar month: for ranking and counting app users over a period, which
+  then reads whole months and the days at the period's edges.
 
 Days are cut in settings.TIME_ZONE, the zone the dashboards display. Writers
 add delta rows (``record``) in the transaction that changes the ledger;
@@ -14,11 +20,12 @@ concurrent writers never conflict. ``compact`` merges them, ``rebuild``
 recomputes everything from the ledger with the same results.
 """
 
+import re
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import Case, Count, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import TruncDate
+from django.db import connection, transaction
+from django.db.models import Case, Count, DateField, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 from .models import (
@@ -26,13 +33,18 @@ from .models import (
     DailyLatency,
     DailyModelLatency,
     DailyModelUsage,
+    DailyTotal,
+    DailyTotalLatency,
     DailyUsage,
     ModelUsage,
+    UserUsage,
     latency_bucket,
 )
 
-MODEL_GRAIN = ("day", "model_name", "provider", "organization_id", "source_id")
+TOTAL_GRAIN = ("day", "model_name", "provider")
+MODEL_GRAIN = (*TOTAL_GRAIN, "organization_id", "source_id")
 USER_GRAIN = (*MODEL_GRAIN, "user_id")
+APP_USER_GRAIN = ("day", "user_id", "organization_id")
 SUMMED = (
     "requests",
     "prompt_tokens",
@@ -48,22 +60,48 @@ SUMMED = (
 
 @dataclass(frozen=True)
 class Rollup:
+    """One roll-up: its usage model, its latency histogram model (or None),
+    the key columns, and the days one row covers (``span``: "day", or "month"
+    with ``day`` the first of the month)."""
+
     usage: type
-    latency: type
+    latency: type | None
     grain: tuple
+    span: str = "day"
+
+    @property
+    def constants(self):
+        """Columns every row of this roll-up holds alike: UserUsage keeps
+        both spans in one table, told apart by its ``span`` column."""
+        return {"span": self.span} if hasattr(self.usage, "Span") else {}
+
+    def rows(self):
+        return self.usage.objects.filter(**self.constants)
+
+    def first_day(self, day):
+        """The ``day`` of the row that covers a local day."""
+        return day.replace(day=1) if self.span == "month" else day
+
+    def day_expression(self):
+        """The row's ``day`` of a ledger row, in SQL (the ORM's)."""
+        zone = timezone.get_current_timezone()
+        if self.span == "month":
+            return TruncMonth("timestamp", tzinfo=zone, output_field=DateField())
+        return TruncDate("timestamp", tzinfo=zone)
 
 
 ROLLUPS = (
     Rollup(DailyUsage, DailyLatency, USER_GRAIN),
     Rollup(DailyModelUsage, DailyModelLatency, MODEL_GRAIN),
+    Rollup(DailyTotal, DailyTotalLatency, TOTAL_GRAIN),
+    Rollup(UserUsage, None, APP_USER_GRAIN, span="day"),
+    Rollup(UserUsage, None, APP_USER_GRAIN, span="month"),
 )
+USAGE_MODELS = tuple(dict.fromkeys(r.usage for r in ROLLUPS))
+LATENCY_MODELS = tuple(dict.fromkeys(r.latency for r in ROLLUPS if r.latency))
 
 
 # -- from the ledger, in SQL -------------------------------------------------
-
-
-def _local_day():
-    return TruncDate("timestamp", tzinfo=timezone.get_current_timezone())
 
 
 def bucket_expression():
@@ -93,12 +131,13 @@ def aggregate_usage(queryset, rollup):
     """Usage roll-up rows (unsaved) for ledger rows, with one GROUP BY."""
     rows = (
         queryset.order_by()
-        .annotate(day=_local_day())
+        .annotate(day=rollup.day_expression())
         .values(*rollup.grain)
         .annotate(**{f"{name}_agg": agg for name, agg in LEDGER_AGGREGATES.items()})
     )
     for row in rows.iterator(chunk_size=5000):
         yield rollup.usage(
+            **rollup.constants,
             **{key: row[key] for key in rollup.grain},
             **{name: row[f"{name}_agg"] or 0 for name in SUMMED},
         )
@@ -106,10 +145,12 @@ def aggregate_usage(queryset, rollup):
 
 def aggregate_latency(queryset, rollup):
     """Latency histogram rows (unsaved) for ledger rows with a request time."""
+    if rollup.latency is None:
+        return
     rows = (
         queryset.filter(request_time_ms__isnull=False)
         .order_by()
-        .annotate(day=_local_day(), bucket=bucket_expression())
+        .annotate(day=rollup.day_expression(), bucket=bucket_expression())
         .values(*rollup.grain, "bucket")
         .annotate(n=Count("id"))
     )
@@ -155,27 +196,28 @@ def record(usages, sign=1):
     Call it in the transaction that writes the ledger rows, so the two never
     disagree. Returns the number of usage delta rows written.
     """
-    usages = list(usages)
+    usages = [(usage, _values(usage)) for usage in usages]
     written = 0
     for rollup in ROLLUPS:
         usage_deltas, latency_deltas = {}, {}
-        for usage in usages:
-            values = _values(usage)
-            key = tuple(values[name] for name in rollup.grain)
+        for usage, values in usages:
+            key = (rollup.first_day(values["day"]), *(values[name] for name in rollup.grain[1:]))
+            columns = dict(zip(rollup.grain, key, strict=True))
             row = usage_deltas.get(key)
             if row is None:
-                row = usage_deltas[key] = rollup.usage(**dict(zip(rollup.grain, key, strict=True)))
+                row = usage_deltas[key] = rollup.usage(**rollup.constants, **columns)
             _add(row, usage, sign)
-            if usage.request_time_ms is not None:
+            if rollup.latency and usage.request_time_ms is not None:
                 bucket = latency_bucket(usage.request_time_ms)
                 latency = latency_deltas.get((*key, bucket))
                 if latency is None:
                     latency = latency_deltas[(*key, bucket)] = rollup.latency(
-                        **dict(zip(rollup.grain, key, strict=True)), bucket=bucket
+                        **columns, bucket=bucket
                     )
                 latency.requests += sign
         rollup.usage.objects.bulk_create(usage_deltas.values(), batch_size=2000)
-        rollup.latency.objects.bulk_create(latency_deltas.values(), batch_size=2000)
+        if latency_deltas:
+            rollup.latency.objects.bulk_create(latency_deltas.values(), batch_size=2000)
         written += len(usage_deltas)
     return written
 
@@ -198,23 +240,43 @@ def _bulk_write(model, rows, batch_size=5000):
 def rebuild():
     """Replace every roll-up with one computed from the whole ledger.
 
-    Returns {model name: rows written}.
+    On PostgreSQL one INSERT … SELECT per roll-up (``delta_ctes`` over the
+    whole ledger); elsewhere GROUP BY queries written back in batches. The
+    two give the same rows (tested). Readers keep seeing the old roll-ups
+    until the transaction commits. Returns {roll-up name: rows written}.
     """
-    ledger = ModelUsage.objects.all()
+    for model in (*USAGE_MODELS, *LATENCY_MODELS):
+        model.objects.all().delete()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            cursor.execute(
+                f"WITH {', '.join(delta_ctes(ModelUsage._meta.db_table))} SELECT 1",
+                {"zone": timezone.get_current_timezone_name()},
+            )
+    else:
+        ledger = ModelUsage.objects.all()
+        for rollup in ROLLUPS:
+            _bulk_write(rollup.usage, aggregate_usage(ledger, rollup))
+            if rollup.latency:
+                _bulk_write(rollup.latency, aggregate_latency(ledger, rollup))
     written = {}
     for rollup in ROLLUPS:
-        rollup.usage.objects.all().delete()
-        rollup.latency.objects.all().delete()
-        written[rollup.usage.__name__] = _bulk_write(rollup.usage, aggregate_usage(ledger, rollup))
-        written[rollup.latency.__name__] = _bulk_write(
-            rollup.latency, aggregate_latency(ledger, rollup)
-        )
+        written[rollup_name(rollup)] = rollup.rows().count()
+        if rollup.latency:
+            written[rollup.latency.__name__] = rollup.latency.objects.count()
     return written
 
 
-def _compact(model, grain, summed):
+def rollup_name(rollup):
+    """DailyUsage, …, UserUsage (day), UserUsage (month)."""
+    name = rollup.usage.__name__
+    return f"{name} ({rollup.span})" if rollup.constants else name
+
+
+def _compact(rows, grain, summed, constants=None):
     days = list(
-        model.objects.order_by()
+        rows.order_by()
         .values(*grain)
         .annotate(n=Count("id"))
         .filter(n__gt=1)
@@ -224,14 +286,18 @@ def _compact(model, grain, summed):
     if not days:
         return 0
     merged = [
-        model(**{k: row[k] for k in grain}, **{f: row[f"{f}_total"] for f in summed})
-        for row in model.objects.filter(day__in=days)
+        rows.model(
+            **(constants or {}),
+            **{k: row[k] for k in grain},
+            **{f: row[f"{f}_total"] for f in summed},
+        )
+        for row in rows.filter(day__in=days)
         .order_by()
         .values(*grain)
         .annotate(**{f"{f}_total": Sum(f) for f in summed})
     ]
-    model.objects.filter(day__in=days).delete()
-    model.objects.bulk_create(merged, batch_size=2000)
+    rows.filter(day__in=days).delete()
+    rows.model.objects.bulk_create(merged, batch_size=2000)
     return len(days)
 
 
@@ -244,11 +310,12 @@ def compact():
     """
     days = 0
     for rollup in ROLLUPS:
-        days = max(
-            days,
-            _compact(rollup.usage, rollup.grain, SUMMED),
-            _compact(rollup.latency, (*rollup.grain, "bucket"), ("requests",)),
-        )
+        days = max(days, _compact(rollup.rows(), rollup.grain, SUMMED, rollup.constants))
+        if rollup.latency:
+            days = max(
+                days,
+                _compact(rollup.latency.objects.all(), (*rollup.grain, "bucket"), ("requests",)),
+            )
     return days
 
 
@@ -263,7 +330,8 @@ def delta_ctes(relation, zone_param="zone"):
     the query parameter ``%(zone)s``. Used by COPY-based importers so a bulk
     load and its roll-up deltas are one statement.
     """
-    day = f'("timestamp" AT TIME ZONE %({zone_param})s)::date'
+    local = f'("timestamp" AT TIME ZONE %({zone_param})s)'
+    days = {"day": f"{local}::date", "month": f"date_trunc('month', {local})::date"}
     bucket = " ".join(
         f"WHEN request_time_ms < {bound} THEN {index}"
         for index, bound in enumerate(LATENCY_BUCKETS_MS)
@@ -274,22 +342,31 @@ def delta_ctes(relation, zone_param="zone"):
         "COUNT(*) FILTER (WHERE cost IS NULL), COUNT(*) FILTER (WHERE is_streaming), "
         "COUNT(request_time_ms), COALESCE(SUM(request_time_ms), 0)"
     )
-    # Table and column names come from the models; values are parameters.
+    # Table and column names come from the models, constants from Rollup
+    # (checked to be plain words); values are parameters. Rows go in in key
+    # order (day first), so a day's rows sit together on disk, as they do
+    # when the ledger grows day by day.
     ctes = []
     for n, rollup in enumerate(ROLLUPS):
-        columns = list(rollup.grain)  # the grain names are the column names
-        keys = ", ".join(columns[1:])
-        group = ", ".join(str(i + 1) for i in range(len(columns)))
+        constants = rollup.constants
+        assert all(re.fullmatch(r"[a-z]+", value) for value in constants.values())
+        columns = [*constants, *rollup.grain]  # the grain names are the column names
+        select = ", ".join(
+            [*(f"'{value}'" for value in constants.values()), days[rollup.span], *rollup.grain[1:]]
+        )
+        group = ", ".join(str(i + 1) for i in range(len(constants), len(columns)))
         ctes.append(
             f"usage_deltas_{n} AS (INSERT INTO {rollup.usage._meta.db_table} "  # noqa: S608
             f"({', '.join(columns)}, {', '.join(SUMMED)}) "
-            f"SELECT {day}, {keys}, {sums} FROM {relation} GROUP BY {group})"
+            f"SELECT {select}, {sums} FROM {relation} GROUP BY {group} ORDER BY {group})"
         )
+        if rollup.latency is None:
+            continue
         ctes.append(
             f"latency_deltas_{n} AS (INSERT INTO {rollup.latency._meta.db_table} "  # noqa: S608
             f"({', '.join(columns)}, bucket, requests) "
-            f"SELECT {day}, {keys}, CASE {bucket} ELSE {len(LATENCY_BUCKETS_MS)} END, COUNT(*) "
+            f"SELECT {select}, CASE {bucket} ELSE {len(LATENCY_BUCKETS_MS)} END, COUNT(*) "
             f"FROM {relation} WHERE request_time_ms IS NOT NULL "
-            f"GROUP BY {group}, {len(columns) + 1})"
+            f"GROUP BY {group}, {len(columns) + 1} ORDER BY {group}, {len(columns) + 1})"
         )
     return ctes

@@ -26,7 +26,7 @@ from django.urls import reverse
 
 from core.middleware import DatabaseUnavailableMiddleware
 from core.views import server_error
-from usage.models import DailyUsage, ModelUsage
+from usage.models import DailyUsage, ModelUsage, UserUsage
 
 from . import factories as f
 from .test_production import (  # noqa: F401 (fixtures)
@@ -322,18 +322,17 @@ def test_pages_render_when_related_rows_are_gone(client):
     client.force_login(f.UserFactory(is_superuser=True))
     today = dt.date.today()
     gone_user, gone_org = 987_654, 876_543
-    DailyUsage.objects.create(
-        day=today,
-        model_name="gpt-4o",
-        provider="openai",
-        user_id=gone_user,
-        organization_id=gone_org,
-        requests=3,
-        prompt_tokens=300,
-        completion_tokens=100,
-        total_tokens=400,
-        cost=Decimal("0.5"),
-    )
+    sums = {
+        "requests": 3,
+        "prompt_tokens": 300,
+        "completion_tokens": 100,
+        "total_tokens": 400,
+        "cost": Decimal("0.5"),
+    }
+    keys = {"user_id": gone_user, "organization_id": gone_org}
+    DailyUsage.objects.create(day=today, model_name="gpt-4o", provider="openai", **keys, **sums)
+    UserUsage.objects.create(span="day", day=today, **keys, **sums)
+    UserUsage.objects.create(span="month", day=today.replace(day=1), **keys, **sums)
     chat = f.ChatFactory()
     usage = f.ModelUsageFactory(user=chat.user, chat=chat)
     f.QueryAnalyticsFactory(usage=usage)

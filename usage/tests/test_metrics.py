@@ -886,11 +886,16 @@ def test_every_figure_from_the_raw_ledger_equals_the_rollups(awkward, time_zone)
             assert ledger_value == rollup_value, index
 
 
-def test_pages_read_the_model_grain_unless_a_user_is_named(awkward, time_zone):
+def test_pages_read_the_smallest_roll_up_with_the_columns_they_need(awkward, time_zone):
     period = Period(dt.date(2024, 3, 1), dt.date(2024, 3, 14))
     reader = metrics.RollupReader()
 
-    assert reader.usage(period, Scope()).model is rollups.DailyModelUsage
-    assert reader.latency(period, Scope()).model is rollups.DailyModelLatency
+    assert reader.usage(period, Scope()).model is rollups.DailyTotal
+    assert reader.latency(period, Scope()).model is rollups.DailyTotalLatency
+    org = Scope(organization_id=awkward.acme.pk)
+    assert reader.usage(period, org).model is rollups.DailyModelUsage
+    assert reader.latency(period, Scope(source_id=awkward.aa.pk)).model is rollups.DailyModelLatency
+    assert reader.usage(period, Scope(), "organization_id").model is rollups.DailyModelUsage
     assert reader.usage(period, Scope(user_id=awkward.ann.pk)).model is DailyUsage
-    assert reader.usage(period, Scope(), by_user=True).model is DailyUsage
+    assert reader.latency(period, Scope(user_id=awkward.ann.pk)).model is rollups.DailyLatency
+    assert reader.user_sums(period, Scope(), n="requests").model is rollups.UserUsage
