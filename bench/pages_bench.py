@@ -463,32 +463,7 @@ def _sqlite_row(row):
     )
 
 
-ROLLUPS_SQL = """
-from django.conf import settings
-from django.db import connection, transaction
-from usage import rollups
-with transaction.atomic(), connection.cursor() as cursor:
-    cursor.execute("SET LOCAL work_mem = '512MB'")
-    for rollup in rollups.ROLLUPS:
-        cursor.execute(f"DELETE FROM {rollup.usage._meta.db_table}")
-        cursor.execute(f"DELETE FROM {rollup.latency._meta.db_table}")
-    ctes = ", ".join(rollups.delta_ctes("usage_modelusage"))
-    cursor.execute(f"WITH {ctes} SELECT 1", {"zone": settings.TIME_ZONE})
-print("Rolled up the ledger with usage.rollups.delta_ctes.")
-"""
-
-
-def build_rollups(database, url, how):
-    """``manage.py rebuild_rollups``, or (``how == "sql"``, PostgreSQL) the same
-    roll-ups from ``usage.rollups.delta_ctes``, the COPY importers' one-statement
-    path, in a ``manage.py shell``."""
-    if how == "sql" and database == "postgres":
-        manage(url, "shell", "-c", ROLLUPS_SQL)
-    else:
-        manage(url, "rebuild_rollups")
-
-
-def build(database, size, rollups_how="command"):
+def build(database, size):
     """A fresh, filled, rolled-up and analysed database; its build timings."""
     url = database_url(database, size)
     log(f"building {database} at {size:,} ledger rows ({url})")
@@ -511,11 +486,8 @@ def build(database, size, rollups_how="command"):
         load_sqlite(sqlite_path(size), data)
     timings["load"] = time.monotonic() - started
     started = time.monotonic()
-    how = rollups_how
-    if how == "auto":
-        how = "sql" if database == "postgres" and size > SQLITE_MAX_DEFAULT else "command"
-    build_rollups(database, url, how)
-    timings[f"rollups ({how})"] = time.monotonic() - started
+    manage(url, "rebuild_rollups")  # INSERT … SELECT on PostgreSQL, batched ORM on SQLite
+    timings["rollups"] = time.monotonic() - started
     started = time.monotonic()
     if database == "postgres":
         with psycopg.connect(url, autocommit=True) as connection:
@@ -909,13 +881,6 @@ def main():
     )
     parser.add_argument("--pages", default="", help="comma-separated page keys (default all)")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--rollups",
-        choices=["auto", "command", "sql"],
-        default="auto",
-        help="how to fill the roll-ups: manage.py rebuild_rollups (command), or the "
-        "delta_ctes INSERT…SELECT (sql, PostgreSQL); auto: sql on PostgreSQL above 1M",
-    )
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--skip-build", action="store_true", help="measure existing databases")
     parser.add_argument("--report", action="store_true", help="print the saved results")
@@ -959,7 +924,7 @@ def main():
         builds = {}
         for database, size in plan:
             if not args.skip_build:
-                builds[(database, size)] = build(database, size, args.rollups)
+                builds[(database, size)] = build(database, size)
             if not args.build_only:
                 result = run_measure(database, size, args.runs, pages, args.results, args.nice)
                 if (database, size) in builds:
