@@ -385,10 +385,14 @@ def _derive(row):
     return row
 
 
-def totals(period, scope):
-    """The overview's headline figures for one period."""
+def totals(period, scope, rank_users=False):
+    """The overview's headline figures for one period. ``rank_users``: count
+    the active app users with the query that ranks the top ones (which the
+    page shows too), instead of a count alone."""
     row = _derive(unsuffixed(reader.usage(period, scope).aggregate(**sums())))
-    row["active_users"] = app_users(period, scope, TOP_USERS)[0]
+    row["active_users"] = (
+        app_users(period, scope, TOP_USERS)[0] if rank_users else active_users(period, scope)
+    )
     row["p95_latency_ms"] = percentile_from_histogram(_histograms(period, scope).get((), {}), 0.95)
     return row
 
@@ -426,7 +430,7 @@ HEADLINE = [
 
 def headline(period, scope):
     """Headline figures with their change against the previous period."""
-    now, before = totals(period, scope), totals(period.previous(), scope)
+    now, before = totals(period, scope, rank_users=True), totals(period.previous(), scope)
     return [Figure(key, label, now[key], before[key], kind) for key, label, kind in HEADLINE]
 
 
@@ -471,6 +475,12 @@ def cost_by_provider(period, scope):
 
 
 TOP_USERS = 10
+
+
+@memoized
+def active_users(period, scope):
+    """App users with requests in the period (anonymous usage not counted)."""
+    return reader.user_sums(period, scope, n="requests").filter(n__gt=0).count()
 
 
 @memoized

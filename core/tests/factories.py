@@ -42,11 +42,14 @@ from usage.models import (
     DailyLatency,
     DailyModelLatency,
     DailyModelUsage,
+    DailyTotal,
+    DailyTotalLatency,
     DailyUsage,
     ModelPrice,
     ModelUsage,
     PerformanceMetric,
     QueryAnalytics,
+    UserUsage,
 )
 
 
@@ -376,13 +379,13 @@ class BudgetFactory(factory.django.DjangoModelFactory):
     alert_threshold = Decimal("0.800")
 
 
-class DailyUsageFactory(factory.django.DjangoModelFactory):
+class UsageSumsFactory(factory.django.DjangoModelFactory):
+    """The summed columns every usage roll-up has."""
+
     class Meta:
-        model = DailyUsage
+        abstract = True
 
     day = factory.Sequence(lambda n: dt.date(2024, 1, 1) + dt.timedelta(days=n))
-    model_name = "gpt-4o-mini"
-    provider = "openai"
     requests = 3
     prompt_tokens = 3000
     completion_tokens = 1500
@@ -390,6 +393,14 @@ class DailyUsageFactory(factory.django.DjangoModelFactory):
     cost = Decimal("0.00135000")
     timed_requests = 3
     request_time_ms_sum = 2550
+
+
+class DailyUsageFactory(UsageSumsFactory):
+    class Meta:
+        model = DailyUsage
+
+    model_name = "gpt-4o-mini"
+    provider = "openai"
 
 
 class DailyLatencyFactory(factory.django.DjangoModelFactory):
@@ -411,6 +422,23 @@ class DailyModelUsageFactory(DailyUsageFactory):
 class DailyModelLatencyFactory(DailyLatencyFactory):
     class Meta:
         model = DailyModelLatency
+
+
+class DailyTotalFactory(DailyUsageFactory):
+    class Meta:
+        model = DailyTotal
+
+
+class DailyTotalLatencyFactory(DailyLatencyFactory):
+    class Meta:
+        model = DailyTotalLatency
+
+
+class UserUsageFactory(UsageSumsFactory):
+    class Meta:
+        model = UserUsage
+
+    span = "day"
 
 
 class TemplateVersionFactory(factory.django.DjangoModelFactory):
