@@ -684,6 +684,9 @@ def measure(database, size, runs, pages, priority=0, serial=False):
             "usage_dailymodelusage",
             "usage_dailylatency",
             "usage_dailymodellatency",
+            "usage_dailytotal",
+            "usage_dailytotallatency",
+            "usage_userusage",
         ):
             cursor.execute(f"SELECT COUNT(*) FROM {table}")
             counts[table] = cursor.fetchone()[0]
