@@ -125,21 +125,26 @@ class SpanPlan:
     months: tuple = ()  # first days of the month rows
     removed_days: tuple = ()  # day rows inside ``months`` outside the period
 
+    @staticmethod
+    def _days(ranges):
+        condition = Q()
+        for first, last in ranges:
+            condition |= Q(span=UserUsage.Span.DAY, day__gte=first, day__lte=last)
+        return condition
+
     def rows(self):
         """The UserUsage rows to read."""
-        condition = Q(span=UserUsage.Span.MONTH, day__in=self.months) if self.months else Q()
-        for first, last in self.added_days + self.removed_days:
-            condition |= Q(span=UserUsage.Span.DAY, day__gte=first, day__lte=last)
+        condition = self._days(self.added_days + self.removed_days)
+        if self.months:
+            condition |= Q(span=UserUsage.Span.MONTH, day__in=self.months)
         return condition
 
     def signed(self, name):
         """A column's sum over ``rows()``: the removed days count negative."""
         if not self.removed_days:
             return Sum(name)
-        removed = Q()
-        for first, last in self.removed_days:
-            removed |= Q(span=UserUsage.Span.DAY, day__gte=first, day__lte=last)
         field = UserUsage._meta.get_field(name)
+        removed = self._days(self.removed_days)
         return Sum(Case(When(removed, then=-F(name)), default=F(name), output_field=field))
 
 

@@ -254,16 +254,24 @@ def _rollup_key(model, **extra):
     )
 
 
-class RollupGrain(models.Model):
-    """The key every roll-up has: a local day (TIME_ZONE), model, provider,
-    organisation and source. Foreign keys without database constraints:
-    deleting an organisation nulls its roll-up rows (usage.signals) as it
-    nulls its ledger rows.
-    """
+class TotalGrain(models.Model):
+    """The key of the per-model roll-ups: a local day (TIME_ZONE), model and
+    provider."""
 
     day = models.DateField()
     model_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=50)
+
+    class Meta:
+        abstract = True
+
+
+class RollupGrain(TotalGrain):
+    """TotalGrain with the organisation and source. Foreign keys without
+    database constraints: deleting an organisation nulls its roll-up rows
+    (usage.signals) as it nulls its ledger rows.
+    """
+
     organization = _rollup_key(Organization)
     source = _rollup_key(Source)
 
@@ -344,15 +352,11 @@ class DailyModelUsage(RollupGrain, UsageMeasures):
         return f"{self.day} {self.model_name}"
 
 
-class DailyTotal(UsageMeasures):
+class DailyTotal(TotalGrain, UsageMeasures):
     """Roll-up per day, model and provider only: what the overview and the
     models page read when no organisation, source or app user is chosen.
     At most days × models rows, whatever the ledger, the users or the
     organisations."""
-
-    day = models.DateField()
-    model_name = models.CharField(max_length=100)
-    provider = models.CharField(max_length=50)
 
     class Meta:
         verbose_name = "daily usage total by model"
@@ -463,12 +467,8 @@ class DailyModelLatency(RollupGrain, LatencyMeasures):
         ]
 
 
-class DailyTotalLatency(LatencyMeasures):
+class DailyTotalLatency(TotalGrain, LatencyMeasures):
     """Histogram of request times at DailyTotal's grain."""
-
-    day = models.DateField()
-    model_name = models.CharField(max_length=100)
-    provider = models.CharField(max_length=50)
 
     class Meta:
         verbose_name = "daily latency histogram row by model (all organisations)"
