@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "chats",
     "usage",
     "reports",
+    # no models: the importers, the ingest API and the demo data (on top of the four)
+    "ingest",
 ]
 
 MIDDLEWARE = [
@@ -151,8 +153,8 @@ STORAGES = {
 LOGIN_URL = "admin:login"
 
 # Ingest API (/api/v1/): the largest request body accepted, in bytes; larger
-# ones are answered 413 before they are read (core/api/errors.py). Batches are
-# also capped at 1,000 items (core/api/schemas.py).
+# ones are answered 413 before they are read (ingest/api/errors.py). Batches are
+# also capped at 1,000 items (ingest/api/schemas.py).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 
 # Security: secure by default outside DEBUG; a reverse proxy terminating TLS

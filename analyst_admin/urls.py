@@ -3,8 +3,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from core import views as core_views
-from core.api import api as ingest_api
-from core.api import docs as ingest_docs
+from ingest.api import api as ingest_api
+from ingest.api import docs as ingest_docs
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analyst_admin.settings")
 
-from core.tests.source_dbs import ddl  # noqa: E402
+from ingest.tests.source_dbs import ddl  # noqa: E402
 
 MODELS = [
     ("gpt-4o-mini", "openai"),

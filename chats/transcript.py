@@ -11,9 +11,6 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Prefetch, Q, Sum
 
-from reports.models import AnalysisResult
-from usage.models import ModelUsage
-
 from .models import Chat, CodeExecution, Message
 from .rendering import render_many
 
@@ -157,12 +154,12 @@ def page_of(chat, page=None, at=None):
 def chat_extras(chat):
     """The chat's files, analysis results and usage totals."""
     files = list(chat.uploaded_files.order_by("upload_timestamp", "id"))
-    results = list(
-        AnalysisResult.objects.filter(chat=chat).select_related("file").order_by("created_at")
-    )
+    # The apps above chats attach analysis results (reports) and ledger rows
+    # (usage) to a chat; they are read through those reverse relations, so
+    # chats imports neither app.
+    results = list(chat.analysis_results.select_related("file").order_by("created_at"))
     usage = list(
-        ModelUsage.objects.filter(chat=chat)
-        .order_by()
+        chat.usage_records.order_by()
         .values("model_name", "provider")
         .annotate(
             requests=Count("id"),

@@ -75,9 +75,14 @@ def pretty_json(value, max_chars=PRE_MAX_CHARS):
 
 
 def admin_changelist_url(model, site_name="admin", **params):
-    """The changelist of ``model`` with ``params`` as its query string."""
-    opts = model._meta
-    url = reverse(f"{site_name}:{opts.app_label}_{opts.model_name}_changelist")
+    """The changelist of ``model`` (a model, or its "app_label.model" label, so
+    core can link to the apps above it without importing them) with ``params``
+    as its query string."""
+    if isinstance(model, str):
+        app_label, model_name = model.lower().split(".")
+    else:
+        app_label, model_name = model._meta.app_label, model._meta.model_name
+    url = reverse(f"{site_name}:{app_label}_{model_name}_changelist")
     return f"{url}?{urlencode(params)}" if params else url
 
 

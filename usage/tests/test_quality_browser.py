@@ -1,5 +1,5 @@
 """The quality pages and the report reader in a real browser (Debian's
-Chromium through Playwright), on the demo data set (core.demo, small scale):
+Chromium through Playwright), on the demo data set (ingest.demo, small scale):
 a Manager logs in through the admin form, opens each page, every plotly
 chart draws from our own plotly.js, and a screenshot of each is saved as
 test-artifacts/quality-*.png and test-artifacts/report.png.
@@ -10,8 +10,8 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, Permission
 
 from core import roles
-from core.demo.builder import build_demo, tqdm_progress
 from core.tests import factories as f
+from ingest.demo.builder import build_demo, tqdm_progress
 from reports.models import DeepAnalysisReport
 from usage import quality
 from usage.metrics import Period, Scope

@@ -1,10 +1,10 @@
-"""manage.py seed_demo: fill an empty database with demo data (core.demo)."""
+"""manage.py seed_demo: fill an empty database with demo data (ingest.demo)."""
 
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.demo.builder import DatabaseNotEmpty, build_demo, existing_data, tqdm_progress
+from ingest.demo.builder import DatabaseNotEmpty, build_demo, existing_data, tqdm_progress
 
 
 class Command(BaseCommand):

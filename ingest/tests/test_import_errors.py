@@ -7,10 +7,10 @@ from django.core.management import CommandError, call_command, execute_from_comm
 from django.db import connection
 
 from chats.models import Chat, Message, MessageFeedback
-from core.importers import checks, engine
-from core.importers.writers import ModelWriter
 from core.models import AppUser, Source
-from core.tests.source_dbs import (
+from ingest.importers import checks, engine
+from ingest.importers.writers import ModelWriter
+from ingest.tests.source_dbs import (
     DDL,
     ROWS,
     build_sqlite,

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from chats.models import CodeExecution, Message, MessageFeedback
 from core.models import AppUser, Organization, Source
-from core.tests.source_dbs import (
+from ingest.tests.source_dbs import (
     CHANGES,
     ENTITY_MAP,
     KINDS,

@@ -7,9 +7,10 @@ import pytest
 from django.apps import apps
 
 from chats.models import Message, MessageFeedback
-from core.importers import MAPPINGS
-from core.importers.checks import DEFAULTED, constraint_checker, field_cleaner, unique_keys
-from core.importers.converters import (
+from core.models import AppUser
+from ingest.importers import MAPPINGS
+from ingest.importers.checks import DEFAULTED, constraint_checker, field_cleaner, unique_keys
+from ingest.importers.converters import (
     boolean,
     decimal,
     integer,
@@ -18,9 +19,8 @@ from core.importers.converters import (
     role,
     timestamp,
 )
-from core.importers.spec import Col, Fk
-from core.models import AppUser
-from core.tests.source_dbs import ENTITY_MAP, KINDS
+from ingest.importers.spec import Col, Fk
+from ingest.tests.source_dbs import ENTITY_MAP, KINDS
 from usage.models import ModelUsage
 
 

@@ -5,10 +5,11 @@ autocommit) on the server the tests run on, and drops it afterwards.
 """
 
 import pytest
+from core.tests.test_import_columns import compare_all, prices  # noqa: F401 (fixture)
 from django.db import connection
 
 from core.models import Source
-from core.tests.source_dbs import (
+from ingest.tests.source_dbs import (
     BAD_ROWS,
     CHANGES,
     DELETED,
@@ -18,7 +19,6 @@ from core.tests.source_dbs import (
     run_import,
     summary_counts,
 )
-from core.tests.test_import_columns import compare_all, prices  # noqa: F401 (fixture)
 
 pytestmark = [
     pytest.mark.django_db,

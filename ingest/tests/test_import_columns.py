@@ -16,7 +16,7 @@ from django.apps import apps
 from django.db.models import Sum
 
 from core.models import Organization, Source
-from core.tests.source_dbs import (
+from ingest.tests.source_dbs import (
     BAD_ROWS,
     ENTITY_MAP,
     KINDS,

@@ -1,7 +1,7 @@
 """manage.py import_source KIND URL: bring an analyst application's data in.
 
 Idempotent and incremental: rows are matched by (source, source_pk), and a
-later run reads only what is new or changed (see core/importers/engine.py).
+later run reads only what is new or changed (see ingest/importers/engine.py).
 Exit codes: 0 when every batch was written, even if some rows were refused
 (they are in the report, and a scheduled import must not stop a whole
 application's data for one bad row); 1 when the import could not run or
@@ -17,11 +17,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.importers import MAPPINGS
-from core.importers.engine import Importer, SchemaMismatch, check_schema
-from core.importers.readers import SourceError, open_source, safe_url
-from core.importers.report import Report, summary_table
 from core.models import Source
+from ingest.importers import MAPPINGS
+from ingest.importers.engine import Importer, SchemaMismatch, check_schema
+from ingest.importers.readers import SourceError, open_source, safe_url
+from ingest.importers.report import Report, summary_table
 
 
 def default_report_path(kind):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         "go to a JSON Lines report. Exit code 0 when every batch was written (even with "
         "refused rows), 1 when the import could not run or stopped part-way. Where a source "
         "names a model but not its provider, the provider is inferred from the model name "
-        "(rule in core/importers/converters.py: gpt-/o1/o3/o4 → openai, claude → anthropic, "
+        "(rule in ingest/importers/converters.py: gpt-/o1/o3/o4 → openai, claude → anthropic, "
         "gemini → google, llama/gemma/mixtral/deepseek/qwen → groq, mistral → mistral, "
         "command → cohere, 'provider/model' → provider, else unknown)."
     )

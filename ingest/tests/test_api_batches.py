@@ -5,15 +5,15 @@ from decimal import Decimal
 from io import BytesIO
 
 import pytest
+from core.tests.test_api_auth import make_key, post
 from django.db import connection
 from django.test import RequestFactory
 
 from chats.models import Chat, Message, MessageFeedback
-from core.api.errors import limit_body
-from core.api.schemas import MAX_ITEMS
 from core.models import AppUser, Organization
 from core.tests.factories import AppUserFactory, ModelPriceFactory
-from core.tests.test_api_auth import make_key, post
+from ingest.api.errors import limit_body
+from ingest.api.schemas import MAX_ITEMS
 from usage.models import DailyUsage, ModelUsage
 
 pytestmark = pytest.mark.django_db
