@@ -93,26 +93,125 @@ SEARCH_WORD = "revenue"  # a common word of the vocabulary (share printed)
 # sqrt((k+1)/n) - sqrt(k/n)); FILLER words are English stop words the
 # full-text index skips, as in real text.
 VOCABULARY = [
-    "sales", "customers", "churn", "cohort", "retention", "forecast", "growth", "margin",
-    "region", "quarter", "monthly", "weekly", "daily", "average", "median", "total", "count",
-    "distinct", "table", "column", "query", "join", "filter", "group", "order", "chart",
-    "revenue", "plot", "histogram", "scatter", "line", "bar", "trend", "outlier", "missing",
-    "values", "null", "dataset", "dataframe", "pandas", "numpy", "regression", "model",
-    "feature", "accuracy", "precision", "recall", "correlation", "variance", "segment",
-    "funnel", "conversion", "campaign", "marketing", "product", "price", "discount",
-    "inventory", "supplier", "shipping", "order_id", "customer_id", "created_at", "amount",
-    "currency", "profit", "cost", "budget", "spend", "users", "sessions", "events", "clicks",
-    "pageviews", "signup", "activation", "subscription", "plan", "upgrade", "downgrade",
-    "refund", "invoice", "payment", "country", "city", "store", "category", "brand", "season",
-    "holiday", "anomaly", "spike", "drop", "increase", "decrease", "compare", "baseline",
-    "target", "metric", "dashboard", "report", "summary", "insight", "recommendation",
+    "sales",
+    "customers",
+    "churn",
+    "cohort",
+    "retention",
+    "forecast",
+    "growth",
+    "margin",
+    "region",
+    "quarter",
+    "monthly",
+    "weekly",
+    "daily",
+    "average",
+    "median",
+    "total",
+    "count",
+    "distinct",
+    "table",
+    "column",
+    "query",
+    "join",
+    "filter",
+    "group",
+    "order",
+    "chart",
+    "revenue",
+    "plot",
+    "histogram",
+    "scatter",
+    "line",
+    "bar",
+    "trend",
+    "outlier",
+    "missing",
+    "values",
+    "null",
+    "dataset",
+    "dataframe",
+    "pandas",
+    "numpy",
+    "regression",
+    "model",
+    "feature",
+    "accuracy",
+    "precision",
+    "recall",
+    "correlation",
+    "variance",
+    "segment",
+    "funnel",
+    "conversion",
+    "campaign",
+    "marketing",
+    "product",
+    "price",
+    "discount",
+    "inventory",
+    "supplier",
+    "shipping",
+    "order_id",
+    "customer_id",
+    "created_at",
+    "amount",
+    "currency",
+    "profit",
+    "cost",
+    "budget",
+    "spend",
+    "users",
+    "sessions",
+    "events",
+    "clicks",
+    "pageviews",
+    "signup",
+    "activation",
+    "subscription",
+    "plan",
+    "upgrade",
+    "downgrade",
+    "refund",
+    "invoice",
+    "payment",
+    "country",
+    "city",
+    "store",
+    "category",
+    "brand",
+    "season",
+    "holiday",
+    "anomaly",
+    "spike",
+    "drop",
+    "increase",
+    "decrease",
+    "compare",
+    "baseline",
+    "target",
+    "metric",
+    "dashboard",
+    "report",
+    "summary",
+    "insight",
+    "recommendation",
     "analysis",
-]  # fmt: skip
+]
 FILLER = ["the", "of", "by", "for", "and", "in", "with", "to", "is", "a", "per", "over"]
 OPENERS = [
-    "Show me", "Can you compute", "Plot", "What is the", "Break down", "Compare",
-    "Why did", "Forecast", "List the top", "Explain the",
-]  # fmt: skip
+    "Show me",
+    "Can you compute",
+    "Plot",
+    "What is the",
+    "Break down",
+    "Compare",
+    "Why did",
+    "Forecast",
+    "List the top",
+    "Explain the",
+]
 
 
 # -- data ---------------------------------------------------------------------
@@ -184,10 +283,23 @@ class Data:
         for u in range(1, self.users + 1):
             created = self.start - dt.timedelta(days=rng.randint(1, 400))
             yield (
-                u, str(u), f"user{u}", f"user{u}@example.com", f"App User {u}", None,
-                "viewer", True, "", 0, None, None, created, None,
-                self.user_org[u], self.user_source[u],
-            )  # fmt: skip
+                u,
+                str(u),
+                f"user{u}",
+                f"user{u}@example.com",
+                f"App User {u}",
+                None,
+                "viewer",
+                True,
+                "",
+                0,
+                None,
+                None,
+                created,
+                None,
+                self.user_org[u],
+                self.user_source[u],
+            )
 
     def chat_rows(self):
         rng = random.Random(self.seed + 2)
@@ -197,10 +309,21 @@ class Data:
             source = self.user_source[user] if user else 1
             words = rng.sample(VOCABULARY, 3)
             yield (
-                c, str(c), " ".join(words).capitalize(), False, True, None, None,
-                created + dt.timedelta(minutes=5), None, created, None,
-                self.user_org[user] if user else None, source, user,
-            )  # fmt: skip
+                c,
+                str(c),
+                " ".join(words).capitalize(),
+                False,
+                True,
+                None,
+                None,
+                created + dt.timedelta(minutes=5),
+                None,
+                created,
+                None,
+                self.user_org[user] if user else None,
+                source,
+                user,
+            )
 
     def _text(self, rng, role):
         """100–600 characters of markdown-ish text (a question, or an answer
@@ -258,10 +381,38 @@ class Data:
             user = self.chat_user[chat]
             source = self.user_source[user] if user else 1
             yield (
-                m, str(m), role, self._text(rng, role), created, turn, None, None, None, None,
-                None, None, None, None, model, prompt, completion, None, None, None, None,
-                None, None, None, False, rng.random() < 0.002, None, None, chat, None, source,
-            )  # fmt: skip
+                m,
+                str(m),
+                role,
+                self._text(rng, role),
+                created,
+                turn,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                model,
+                prompt,
+                completion,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
+                rng.random() < 0.002,
+                None,
+                None,
+                chat,
+                None,
+                source,
+            )
 
     def ledger_rows(self):
         rng = random.Random(self.seed + 4)
@@ -302,10 +453,25 @@ class Data:
             )
             chat = rng.choice(chats) if chats and rng.random() < 0.7 else None
             yield (
-                i + 1, str(i + 1), name, provider, prompt, completion, prompt + completion,
-                prompt * 4, completion * 4, cost, cost_source, self.when(i, size, rng),
-                rng.random() < STREAMING_SHARE, latency, chat, org, source, user,
-            )  # fmt: skip
+                i + 1,
+                str(i + 1),
+                name,
+                provider,
+                prompt,
+                completion,
+                prompt + completion,
+                prompt * 4,
+                completion * 4,
+                cost,
+                cost_source,
+                self.when(i, size, rng),
+                rng.random() < STREAMING_SHARE,
+                latency,
+                chat,
+                org,
+                source,
+                user,
+            )
 
 
 COLUMNS = {
@@ -780,10 +946,10 @@ def report(results):
     lines.append("")
     lines.append("| rows | " + " | ".join(header) + " |")
     lines.append("|---|" + "---:|" * len(results))
-    for table in results[0]["rows"]:
-        lines.append(
-            f"| {table} | " + " | ".join(f"{r['rows'].get(table, 0):,}" for r in results) + " |"
-        )
+    lines.extend(
+        f"| {table} | " + " | ".join(f"{r['rows'].get(table, 0):,}" for r in results) + " |"
+        for table in results[0]["rows"]
+    )
     lines.append("")
     for r in results:
         pages = r["pages"]

@@ -20,10 +20,33 @@ from markdown_it import MarkdownIt
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 TAGS = {
-    "p", "br", "hr", "strong", "em", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td",
-    "del", "img",
-}  # fmt: skip
+    "p",
+    "br",
+    "hr",
+    "strong",
+    "em",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "del",
+    "img",
+}
 ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "code": {"class"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 CACHE_SECONDS = 24 * 3600

@@ -5,7 +5,7 @@ from .models import AuditLog
 
 def client_ip(request):
     """The client address as the reverse proxy or the socket gives it."""
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    forwarded = request.headers.get("x-forwarded-for", "")
     address = forwarded.split(",")[0].strip() if forwarded else request.META.get("REMOTE_ADDR")
     return address or None
 
@@ -25,7 +25,7 @@ def record(request, action, obj=None, old=None, new=None, success=True, error=""
         old_values=old,
         new_values=new,
         ip_address=client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:1000] or None,
+        user_agent=request.headers.get("user-agent", "")[:1000] or None,
         success=success,
         error_message=error or None,
     )

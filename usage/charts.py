@@ -40,13 +40,23 @@ def tokens_in_out(series):
     x = [day.isoformat() for day, _, _ in series]
     return {
         "data": [
-            {"type": "scatter", "mode": "lines", "name": "Input", "x": x,
-             "y": [p for _, p, _ in series]},
-            {"type": "scatter", "mode": "lines", "name": "Output", "x": x,
-             "y": [c for _, _, c in series]},
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "Input",
+                "x": x,
+                "y": [p for _, p, _ in series],
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "Output",
+                "x": x,
+                "y": [c for _, _, c in series],
+            },
         ],
         "layout": _layout(yaxis={"title": {"text": "tokens"}}),
-    }  # fmt: skip
+    }
 
 
 def bars(labels, values, title="USD"):

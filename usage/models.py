@@ -414,9 +414,25 @@ class UserUsage(UsageMeasures):
 
 # Upper bounds (ms) of the latency histogram buckets; the last bucket is open.
 LATENCY_BUCKETS_MS = (
-    50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000,
-    5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000,
-)  # fmt: skip
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1_000,
+    1_500,
+    2_000,
+    3_000,
+    5_000,
+    7_500,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    60_000,
+    120_000,
+)
 
 
 def latency_bucket(ms):

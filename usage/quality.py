@@ -88,17 +88,23 @@ class Fields:
     provider: str | None = None
 
 
-EXECUTION = Fields("chat__user_id", "chat__organization_id", model="model_name",
-                   provider="model_provider")  # fmt: skip
-FEEDBACK = Fields("message__chat__user_id", "message__chat__organization_id",
-                  model="model_name", provider="model_provider")  # fmt: skip
+EXECUTION = Fields(
+    "chat__user_id", "chat__organization_id", model="model_name", provider="model_provider"
+)
+FEEDBACK = Fields(
+    "message__chat__user_id",
+    "message__chat__organization_id",
+    model="model_name",
+    provider="model_provider",
+)
 MESSAGE = Fields("chat__user_id", "chat__organization_id", model="model_name")
 CHAT_MESSAGE = Fields("chat__user_id", "chat__organization_id")
 CHAT = Fields("user_id", "organization_id")
 APP_USER = Fields("id", "organization_id")
 SESSION = Fields("user_id", "user__organization_id")
-QUERY = Fields("user_id", "user__organization_id", model="usage__model_name",
-               provider="usage__provider")  # fmt: skip
+QUERY = Fields(
+    "user_id", "user__organization_id", model="usage__model_name", provider="usage__provider"
+)
 
 
 def scoped(queryset, scope, fields):
@@ -284,10 +290,14 @@ def success_per_day(period, scope):
     on a day without executions)."""
     days = _by_day(executions(period, scope), "created_at", period, **_execution_counts())
     return [
-        (day, row["executions"] or 0, row["successes"] or 0,
-         ratio(row["successes"], row["executions"]))
+        (
+            day,
+            row["executions"] or 0,
+            row["successes"] or 0,
+            ratio(row["successes"], row["executions"]),
+        )
         for day, row in days.items()
-    ]  # fmt: skip
+    ]
 
 
 def success_by_model(period, scope):
@@ -643,8 +653,9 @@ def rating_distribution(period, scope):
 
 def rating_per_day(period, scope):
     """[(day, ratings, average)] for every day (average None without ratings)."""
-    days = _by_day(feedback(period, scope), "created_at", period,
-                   ratings=Count("id"), average=Avg("rating"))  # fmt: skip
+    days = _by_day(
+        feedback(period, scope), "created_at", period, ratings=Count("id"), average=Avg("rating")
+    )
     return [(day, row["ratings"] or 0, row["average"]) for day, row in days.items()]
 
 
@@ -658,8 +669,14 @@ def _rating_rows(queryset, *group):
 def rating_by_model(period, scope):
     """One row per model and provider rated, lowest average first."""
     rows = _rating_rows(feedback(period, scope), "model_name", "model_provider")
-    rows.sort(key=lambda r: (r["average"], -r["ratings"], r["model_name"] or "",
-                             r["model_provider"] or ""))  # fmt: skip
+    rows.sort(
+        key=lambda r: (
+            r["average"],
+            -r["ratings"],
+            r["model_name"] or "",
+            r["model_provider"] or "",
+        )
+    )
     return rows
 
 
@@ -887,7 +904,7 @@ def _active_by(period, scope, kind):
             first=trunc(
                 "created_at", tzinfo=timezone.get_current_timezone(), output_field=DateField()
             )
-        )  # fmt: skip
+        )
         .values("first")
         .annotate(n=_active_users())
         .values_list("first", "n")
@@ -935,10 +952,12 @@ def chats_and_messages_per_day(period, scope):
 def sessions_per_day(period, scope):
     """[(day, sessions started, average length in seconds of those ended)]."""
     days = _by_day(
-        sessions(period, scope), "session_start", period,
+        sessions(period, scope),
+        "session_start",
+        period,
         n=Count("id"),
         length=Avg(SESSION_LENGTH, filter=Q(session_end__gte=F("session_start"))),
-    )  # fmt: skip
+    )
     return [(day, row["n"] or 0, _seconds(row["length"])) for day, row in days.items()]
 
 
@@ -993,8 +1012,9 @@ def cohorts(period, scope):
 
 def _usage_by(period, scope, key):
     """{key: (requests, tokens)} of the ledger roll-ups (no model or provider)."""
-    usage_scope = Scope(organization_id=scope.organization_id, user_id=scope.user_id,
-                        source_id=scope.source_id)  # fmt: skip
+    usage_scope = Scope(
+        organization_id=scope.organization_id, user_id=scope.user_id, source_id=scope.source_id
+    )
     reader = metrics.reader
     return {
         value: (requests, tokens)
@@ -1033,10 +1053,17 @@ def _usage_rows(activity, usage, labels, key_name):
         requests, tokens = usage.get(key, (0, 0))
         if not (chats_n or messages_n or requests):
             continue
-        rows.append({
-            key_name: key, "label": labels.get(key), "chats": chats_n, "messages": messages_n,
-            "active_users": active, "requests": requests or 0, "tokens": tokens or 0,
-        })  # fmt: skip
+        rows.append(
+            {
+                key_name: key,
+                "label": labels.get(key),
+                "chats": chats_n,
+                "messages": messages_n,
+                "active_users": active,
+                "requests": requests or 0,
+                "tokens": tokens or 0,
+            }
+        )
     rows.sort(key=lambda r: (-r["messages"], -r["requests"], r["label"] or "~"))
     return rows
 
@@ -1046,8 +1073,10 @@ def usage_by_source(period, scope):
     chats' tables) and LLM requests and tokens (from the ledger roll-up)."""
     activity = _activity_by(period, scope, "source_id", "source_id")
     usage = _usage_by(period, scope, "source_id")
-    labels = {pk: f"{name} ({kind})" for pk, name, kind in
-              Source.objects.values_list("pk", "name", "kind")}  # fmt: skip
+    labels = {
+        pk: f"{name} ({kind})"
+        for pk, name, kind in Source.objects.values_list("pk", "name", "kind")
+    }
     labels[None] = "created here (no source)"
     return _usage_rows(activity, usage, labels, "source_id")
 
@@ -1114,10 +1143,9 @@ def queries_per_day(period, scope):
     """[(day, queries, succeeded, failed, average execution time)] for every day."""
     days = _by_day(queries(period, scope), "timestamp", period, **_query_counts())
     return [
-        (day, row["queries"] or 0, row["succeeded"] or 0, row["failed"] or 0,
-         row["average_time"])
+        (day, row["queries"] or 0, row["succeeded"] or 0, row["failed"] or 0, row["average_time"])
         for day, row in days.items()
-    ]  # fmt: skip
+    ]
 
 
 def _message_of(query):

@@ -23,19 +23,38 @@ def volume_and_rate(days, counts, rates, count_name, rate_name):
     x = _days(days)
     return {
         "data": [
-            {"type": "bar", "name": count_name, "x": x, "y": list(counts),
-             "marker": {"color": "#9ecae1"}},
-            {"type": "scatter", "mode": "lines+markers", "name": rate_name, "x": x,
-             "y": [_number(r) for r in rates], "yaxis": "y2", "connectgaps": False,
-             "line": {"color": "#08519c"}},
+            {
+                "type": "bar",
+                "name": count_name,
+                "x": x,
+                "y": list(counts),
+                "marker": {"color": "#9ecae1"},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": rate_name,
+                "x": x,
+                "y": [_number(r) for r in rates],
+                "yaxis": "y2",
+                "connectgaps": False,
+                "line": {"color": "#08519c"},
+            },
         ],
         "layout": _layout(
             yaxis={"title": {"text": count_name}, "rangemode": "tozero"},
-            yaxis2={"title": {"text": rate_name}, "overlaying": "y", "side": "right",
-                    "tickformat": ".0%", "range": [0, 1.02], "dtick": 0.25, "showgrid": False},
+            yaxis2={
+                "title": {"text": rate_name},
+                "overlaying": "y",
+                "side": "right",
+                "tickformat": ".0%",
+                "range": [0, 1.02],
+                "dtick": 0.25,
+                "showgrid": False,
+            },
             margin={**LAYOUT["margin"], "r": 56},
         ),
-    }  # fmt: skip
+    }
 
 
 def volume_and_line(days, counts, values, count_name, line_name, line_axis, **axis):
@@ -44,19 +63,37 @@ def volume_and_line(days, counts, values, count_name, line_name, line_axis, **ax
     x = _days(days)
     return {
         "data": [
-            {"type": "bar", "name": count_name, "x": x, "y": list(counts),
-             "marker": {"color": "#9ecae1"}},
-            {"type": "scatter", "mode": "lines+markers", "name": line_name, "x": x,
-             "y": [_number(v) for v in values], "yaxis": "y2", "connectgaps": False,
-             "line": {"color": "#08519c"}},
+            {
+                "type": "bar",
+                "name": count_name,
+                "x": x,
+                "y": list(counts),
+                "marker": {"color": "#9ecae1"},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": line_name,
+                "x": x,
+                "y": [_number(v) for v in values],
+                "yaxis": "y2",
+                "connectgaps": False,
+                "line": {"color": "#08519c"},
+            },
         ],
         "layout": _layout(
             yaxis={"title": {"text": count_name}, "rangemode": "tozero"},
-            yaxis2={"title": {"text": line_axis}, "overlaying": "y", "side": "right",
-                    "rangemode": "tozero", "showgrid": False, **axis},
+            yaxis2={
+                "title": {"text": line_axis},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "showgrid": False,
+                **axis,
+            },
             margin={**LAYOUT["margin"], "r": 56},
         ),
-    }  # fmt: skip
+    }
 
 
 def lines(days, series, y_title):
@@ -64,12 +101,17 @@ def lines(days, series, y_title):
     x = _days(days)
     return {
         "data": [
-            {"type": "scatter", "mode": "lines", "name": name, "x": x,
-             "y": [_number(v) for v in values]}
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": name,
+                "x": x,
+                "y": [_number(v) for v in values],
+            }
             for name, values in series
         ],
         "layout": _layout(yaxis={"title": {"text": y_title}, "rangemode": "tozero"}),
-    }  # fmt: skip
+    }
 
 
 def stacked(days, series, y_title):

@@ -81,8 +81,12 @@ def code(request):
         "error_types": lambda: Table(
             "error_types",
             "Failures by error type",
-            [Column("error_type", "Error type"), Column("executions", "Failed executions",
-             "number"), Column("agents", "Agents", "number"), Column("example", "Example")],
+            [
+                Column("error_type", "Error type"),
+                Column("executions", "Failed executions", "number"),
+                Column("agents", "Agents", "number"),
+                Column("example", "Example"),
+            ],
             error_types,
             link=lambda r: _url(request, executions_url, error_type=r["error_type"]),
             link_keeps_query=False,
@@ -92,8 +96,12 @@ def code(request):
         "agents": lambda: Table(
             "agents",
             "Failures by agent",
-            [Column("agent", "Agent"), Column("executions", "Failed", "number"),
-             Column("share", "Share", "share"), Column("chats", "Chats", "number")],
+            [
+                Column("agent", "Agent"),
+                Column("executions", "Failed", "number"),
+                Column("share", "Share", "share"),
+                Column("chats", "Chats", "number"),
+            ],
             agents,
             link=lambda r: _url(request, executions_url, agent=r["agent"]),
             link_keeps_query=False,
@@ -109,18 +117,24 @@ def code(request):
         "models": lambda: Table(
             "models",
             "Success rate by model",
-            [Column("model_name", "Model"), Column("model_provider", "Provider"),
-             Column("executions", "Executions", "number"),
-             Column("success_rate", "Success rate", "share"),
-             Column("failures", "Failed", "number"),
-             Column("retried_share", "Code changed", "share")],
+            [
+                Column("model_name", "Model"),
+                Column("model_provider", "Provider"),
+                Column("executions", "Executions", "number"),
+                Column("success_rate", "Success rate", "share"),
+                Column("failures", "Failed", "number"),
+                Column("retried_share", "Code changed", "share"),
+            ],
             by_model,
         ),
         "busiest_chats": lambda: Table(
             "busiest_chats",
             "Chats with the most executions",
-            [Column("chat__title", "Chat"), Column("executions", "Executions", "number"),
-             Column("failures", "Failed", "number")],
+            [
+                Column("chat__title", "Chat"),
+                Column("executions", "Executions", "number"),
+                Column("failures", "Failed", "number"),
+            ],
             quality.busiest_chats(period, scope),
             link=lambda r: _transcript(r["chat_id"]),
             link_keeps_query=False,
@@ -128,14 +142,25 @@ def code(request):
         "slowest": lambda: Table(
             "slowest",
             "Slowest executions",
-            [Column("created_at", "Created", "datetime"), Column("chat", "Chat"),
-             Column("model_name", "Model"), Column("run_time", "To last update",
-             "duration"), Column("outcome", "Outcome")],
-            [{"created_at": e.created_at, "chat": e.chat.title if e.chat else None,
-              "model_name": e.model_name, "run_time": e.run_time,
-              "outcome": "succeeded" if e.is_successful else "failed",
-              "chat_id": e.chat_id, "message_id": e.message_id}
-             for e in quality.slowest_executions(period, scope)],
+            [
+                Column("created_at", "Created", "datetime"),
+                Column("chat", "Chat"),
+                Column("model_name", "Model"),
+                Column("run_time", "To last update", "duration"),
+                Column("outcome", "Outcome"),
+            ],
+            [
+                {
+                    "created_at": e.created_at,
+                    "chat": e.chat.title if e.chat else None,
+                    "model_name": e.model_name,
+                    "run_time": e.run_time,
+                    "outcome": "succeeded" if e.is_successful else "failed",
+                    "chat_id": e.chat_id,
+                    "message_id": e.message_id,
+                }
+                for e in quality.slowest_executions(period, scope)
+            ],
             link=lambda r: _transcript(r["chat_id"], r["message_id"]),
             link_keeps_query=False,
             note=RUN_TIME_NOTE,
@@ -143,41 +168,55 @@ def code(request):
         "most_retried": lambda: Table(
             "most_retried",
             "Most retried answers",
-            [Column("message__chat__title", "Chat"), Column("runs", "Executions", "number"),
-             Column("changed", "With changed code", "number"),
-             Column("failures", "Failed", "number"), Column("last", "Last run", "datetime")],
+            [
+                Column("message__chat__title", "Chat"),
+                Column("runs", "Executions", "number"),
+                Column("changed", "With changed code", "number"),
+                Column("failures", "Failed", "number"),
+                Column("last", "Last run", "datetime"),
+            ],
             quality.most_retried(period, scope),
             link=lambda r: _transcript(r["message__chat_id"], r["message_id"]),
             link_keeps_query=False,
             note="Answers whose code ran more than once, or whose latest code differs from "
             "the initial code.",
         ),
-    }  # fmt: skip
+    }
     top_types = error_types[:10]
     context.update(
         figures=quality.execution_headline(period, scope),
         charts={
             "per_day": charts.volume_and_rate(
-                [d for d, *_ in per_day], [n for _, n, _, _ in per_day],
-                [r for *_, r in per_day], "Executions", "Success rate",
+                [d for d, *_ in per_day],
+                [n for _, n, _, _ in per_day],
+                [r for *_, r in per_day],
+                "Executions",
+                "Success rate",
             ),
             "error_types": charts.bars(
-                [r["error_type"] for r in top_types], [r["executions"] for r in top_types],
-                "failed executions", horizontal=True,
+                [r["error_type"] for r in top_types],
+                [r["executions"] for r in top_types],
+                "failed executions",
+                horizontal=True,
             ),
             "agents": charts.bars(
-                [r["agent"] for r in agents[:10]], [r["executions"] for r in agents[:10]],
-                "failed executions", horizontal=True,
+                [r["agent"] for r in agents[:10]],
+                [r["executions"] for r in agents[:10]],
+                "failed executions",
+                horizontal=True,
             ),
-            "per_chat": charts.bars([_bucket(n) for n, _ in per_chat],
-                                    [c for _, c in per_chat], "chats"),
+            "per_chat": charts.bars(
+                [_bucket(n) for n, _ in per_chat], [c for _, c in per_chat], "chats"
+            ),
             "models": charts.bars(
                 [r["model_name"] or "not recorded" for r in by_model],
-                [r["success_rate"] for r in by_model], "success rate", horizontal=True,
+                [r["success_rate"] for r in by_model],
+                "success rate",
+                horizontal=True,
                 tickformat=".0%",
             ),
         },
-    )  # fmt: skip
+    )
     return render_or_export(request, "quality/code.html", tables, context, "quality-code")
 
 
@@ -251,10 +290,15 @@ def execution_list(request):
 
 def _queue_url(period, scope, row):
     """The feedback queue (chats.views) showing this model's ratings."""
-    params = {"start": period.start.isoformat(), "end": period.end.isoformat(),
-              "model": row["model_name"] or "", "provider": row["model_provider"] or "",
-              "organization": scope.organization_id or "", "user": scope.user_id or "",
-              "source": scope.source_id or ""}  # fmt: skip
+    params = {
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "model": row["model_name"] or "",
+        "provider": row["model_provider"] or "",
+        "organization": scope.organization_id or "",
+        "user": scope.user_id or "",
+        "source": scope.source_id or "",
+    }
     query = "&".join(f"{k}={v}" for k, v in params.items() if v != "")
     return f"{reverse('review:feedback_queue')}?{query}"
 
@@ -279,16 +323,20 @@ def feedback(request):
         "distribution": lambda: Table(
             "distribution",
             "Rating distribution",
-            [Column("stars", "Rating"), Column("ratings", "Ratings", "number"),
-             Column("share", "Share", "share")],
-            [{"stars": "★" * rating, "ratings": n, "share": quality.ratio(n, total)}
-             for rating, n in distribution],
+            [
+                Column("stars", "Rating"),
+                Column("ratings", "Ratings", "number"),
+                Column("share", "Share", "share"),
+            ],
+            [
+                {"stars": "★" * rating, "ratings": n, "share": quality.ratio(n, total)}
+                for rating, n in distribution
+            ],
         ),
         "models": lambda: Table(
             "models",
             "Lowest-rated models",
-            [Column("model_name", "Model"), Column("model_provider", "Provider"),
-             *RATING_COLUMNS],
+            [Column("model_name", "Model"), Column("model_provider", "Provider"), *RATING_COLUMNS],
             quality.rating_by_model(period, scope),
             link=lambda r: _queue_url(period, scope, r),
             link_keeps_query=False,
@@ -297,8 +345,7 @@ def feedback(request):
         "agents": lambda: Table(
             "agents",
             "Lowest-rated agents",
-            [Column("agent", "Agent"), Column("known_from", "Agent known from"),
-             *RATING_COLUMNS],
+            [Column("agent", "Agent"), Column("known_from", "Agent known from"), *RATING_COLUMNS],
             quality.rating_by_agent(period, scope),
             note="Only the DS-ML agent stores an answer's agent (\u201cmessage agent\u201d). "
             "Auto-Analyst does not; for its answers an agent is counted when the answer's "
@@ -321,33 +368,51 @@ def feedback(request):
         "mistakes": lambda: Table(
             "mistakes",
             "Mistakes flagged by model",
-            [Column("model_name", "Model"), Column("answers", "Answers", "number"),
-             Column("mistakes", "Flagged", "number"), Column("share", "Share", "share")],
+            [
+                Column("model_name", "Model"),
+                Column("answers", "Answers", "number"),
+                Column("mistakes", "Flagged", "number"),
+                Column("share", "Share", "share"),
+            ],
             quality.mistakes_by_model(period, scope),
             note="Assistant messages that carry a model (AI Chat v2), by the day the answer "
             "was written. Providers are not stored on messages: a provider filter empties it.",
         ),
-    }  # fmt: skip
+    }
     days = [d for d, *_ in per_day]
     context.update(
         figures=quality.feedback_headline(period, scope),
         charts={
-            "distribution": charts.bars([f"{r} ★" for r, _ in distribution],
-                                        [n for _, n in distribution], "ratings"),
-            "per_day": charts.volume_and_line(
-                days, [n for _, n, _ in per_day], [a for *_, a in per_day],
-                "Ratings", "Average rating", "average ★", range=[0, 5.1], dtick=1,
+            "distribution": charts.bars(
+                [f"{r} ★" for r, _ in distribution], [n for _, n in distribution], "ratings"
             ),
-            "temperature": charts.bars([r["band"] for r in temperature],
-                                       [r["average"] for r in temperature], "average ★",
-                                       horizontal=True),
+            "per_day": charts.volume_and_line(
+                days,
+                [n for _, n, _ in per_day],
+                [a for *_, a in per_day],
+                "Ratings",
+                "Average rating",
+                "average ★",
+                range=[0, 5.1],
+                dtick=1,
+            ),
+            "temperature": charts.bars(
+                [r["band"] for r in temperature],
+                [r["average"] for r in temperature],
+                "average ★",
+                horizontal=True,
+            ),
             "mistakes": charts.volume_and_line(
-                [d for d, *_ in mistakes], [m for *_, m in mistakes],
-                [quality.ratio(m, n) for _, n, m in mistakes], "Mistakes flagged",
-                "Share of answers", "share of answers", tickformat=".1%",
+                [d for d, *_ in mistakes],
+                [m for *_, m in mistakes],
+                [quality.ratio(m, n) for _, n, m in mistakes],
+                "Mistakes flagged",
+                "Share of answers",
+                "share of answers",
+                tickformat=".1%",
             ),
         },
-    )  # fmt: skip
+    )
     return render_or_export(request, "quality/feedback.html", tables, context, "quality-feedback")
 
 
@@ -377,24 +442,34 @@ def activity(request):
         "weeks": lambda: Table(
             "weeks",
             "Active app users per week",
-            [Column("week", "Week of", "date"), Column("users", "Active app users", "number"),
-             Column("days", "Days in the period")],
+            [
+                Column("week", "Week of", "date"),
+                Column("users", "Active app users", "number"),
+                Column("days", "Days in the period"),
+            ],
             [{"week": w, "users": n, "days": f"{d} of 7"} for w, n, d in weeks],
         ),
         "months": lambda: Table(
             "months",
             "Active app users per month",
-            [Column("month", "Month", "date"), Column("users", "Active app users", "number"),
-             Column("days", "Days in the period")],
-            [{"month": m, "users": n, "days": f"{d} of {length}"}
-             for m, n, d, length in quality.active_users_per_month(period, scope)],
+            [
+                Column("month", "Month", "date"),
+                Column("users", "Active app users", "number"),
+                Column("days", "Days in the period"),
+            ],
+            [
+                {"month": m, "users": n, "days": f"{d} of {length}"}
+                for m, n, d, length in quality.active_users_per_month(period, scope)
+            ],
         ),
         "cohorts": lambda: Table(
             "cohorts",
             "Returning app users by sign-up week",
-            [Column("cohort", "Signed up in the week of", "date"),
-             Column("users", "App users", "number"),
-             *(Column(f"w{k}", f"Week {k}", "share") for k in range(week_count))],
+            [
+                Column("cohort", "Signed up in the week of", "date"),
+                Column("users", "App users", "number"),
+                *(Column(f"w{k}", f"Week {k}", "share") for k in range(week_count)),
+            ],
             cohort_rows,
             note="Share of each week's new app users who wrote a message k weeks later "
             "(week 0: the sign-up week). Weeks run Monday to Sunday; the last may be partial.",
@@ -413,25 +488,39 @@ def activity(request):
             note="Chats and messages by the chat's organisation; LLM requests and tokens from "
             "the usage ledger's roll-up.",
         ),
-    }  # fmt: skip
+    }
     context.update(
         figures=quality.activity_headline(period, scope),
         charts={
-            "users": charts.lines(days, [("Active app users", [n for _, n in active]),
-                                         ("New app users", [n for _, n in new])], "app users"),
+            "users": charts.lines(
+                days,
+                [
+                    ("Active app users", [n for _, n in active]),
+                    ("New app users", [n for _, n in new]),
+                ],
+                "app users",
+            ),
             "volume": charts.volume_and_line(
-                days, [c for _, c, _ in volume], [m for *_, m in volume],
-                "Chats started", "Messages", "messages",
+                days,
+                [c for _, c, _ in volume],
+                [m for *_, m in volume],
+                "Chats started",
+                "Messages",
+                "messages",
             ),
             "sessions": charts.volume_and_line(
-                days, [n for _, n, _ in sessions],
+                days,
+                [n for _, n, _ in sessions],
                 [None if s is None else s / 60 for *_, s in sessions],
-                "Sessions", "Average length (min)", "minutes",
+                "Sessions",
+                "Average length (min)",
+                "minutes",
             ),
-            "weeks": charts.bars([w.isoformat() for w, *_ in weeks], [n for _, n, *_ in weeks],
-                                 "active app users"),
+            "weeks": charts.bars(
+                [w.isoformat() for w, *_ in weeks], [n for _, n, *_ in weeks], "active app users"
+            ),
         },
-    )  # fmt: skip
+    )
     return render_or_export(request, "quality/activity.html", tables, context, "quality-activity")
 
 
@@ -449,8 +538,11 @@ def text_to_sql(request):
         "errors": lambda: Table(
             "errors",
             "Most frequent errors",
-            [Column("error_message", "Error"), Column("queries", "Queries", "number"),
-             Column("last", "Last seen", "datetime")],
+            [
+                Column("error_message", "Error"),
+                Column("queries", "Queries", "number"),
+                Column("last", "Last seen", "datetime"),
+            ],
             quality.frequent_errors(period, scope),
             link=lambda r: _transcript(r["chat_id"], r["message_id"]),
             link_keeps_query=False,
@@ -460,40 +552,65 @@ def text_to_sql(request):
         "rows": lambda: Table(
             "rows",
             "Rows returned",
-            [Column("band", "Result size"), Column("queries", "Queries", "number"),
-             Column("share", "Share", "share")],
+            [
+                Column("band", "Result size"),
+                Column("queries", "Queries", "number"),
+                Column("share", "Share", "share"),
+            ],
             bands,
             note="Failed queries return no row count (\u201cnot recorded\u201d).",
         ),
         "slowest": lambda: Table(
             "slowest",
             "Slowest queries",
-            [Column("question", "Question"), Column("execution_time", "Execution time",
-             "duration"), Column("row_count", "Rows", "number"), Column("outcome", "Outcome"),
-             Column("user", "App user"), Column("timestamp", "Asked", "datetime")],
-            [{"question": q.question, "execution_time": q.execution_time,
-              "row_count": q.row_count, "outcome": _outcome(q.success),
-              "user": str(q.user) if q.user else "anonymous", "timestamp": q.timestamp,
-              "chat_id": q.chat_id, "message_id": q.message_id}
-             for q in quality.slowest_queries(period, scope)],
+            [
+                Column("question", "Question"),
+                Column("execution_time", "Execution time", "duration"),
+                Column("row_count", "Rows", "number"),
+                Column("outcome", "Outcome"),
+                Column("user", "App user"),
+                Column("timestamp", "Asked", "datetime"),
+            ],
+            [
+                {
+                    "question": q.question,
+                    "execution_time": q.execution_time,
+                    "row_count": q.row_count,
+                    "outcome": _outcome(q.success),
+                    "user": str(q.user) if q.user else "anonymous",
+                    "timestamp": q.timestamp,
+                    "chat_id": q.chat_id,
+                    "message_id": q.message_id,
+                }
+                for q in quality.slowest_queries(period, scope)
+            ],
             link=lambda r: _transcript(r["chat_id"], r["message_id"]),
             link_keeps_query=False,
         ),
-    }  # fmt: skip
+    }
     context.update(
         figures=quality.query_headline(period, scope),
         charts={
-            "per_day": charts.stacked(days, [
-                ("Succeeded", [s for _, _, s, _, _ in per_day], "#74c476"),
-                ("Failed", [f for _, _, _, f, _ in per_day], "#fb6a4a"),
-                ("Outcome unknown", [n - s - f for _, n, s, f, _ in per_day], "#bdbdbd"),
-            ], "queries"),
-            "time": charts.lines(days, [("Average execution time (s)",
-                                         [t for *_, t in per_day])], "seconds"),
-            "rows": charts.bars([b["band"] for b in bands], [b["queries"] for b in bands],
-                                "queries", horizontal=True),
+            "per_day": charts.stacked(
+                days,
+                [
+                    ("Succeeded", [s for _, _, s, _, _ in per_day], "#74c476"),
+                    ("Failed", [f for _, _, _, f, _ in per_day], "#fb6a4a"),
+                    ("Outcome unknown", [n - s - f for _, n, s, f, _ in per_day], "#bdbdbd"),
+                ],
+                "queries",
+            ),
+            "time": charts.lines(
+                days, [("Average execution time (s)", [t for *_, t in per_day])], "seconds"
+            ),
+            "rows": charts.bars(
+                [b["band"] for b in bands],
+                [b["queries"] for b in bands],
+                "queries",
+                horizontal=True,
+            ),
         },
-    )  # fmt: skip
+    )
     return render_or_export(
         request, "quality/text_to_sql.html", tables, context, "quality-text-to-sql"
     )

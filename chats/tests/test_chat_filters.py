@@ -61,9 +61,13 @@ def chats(fixed_today):
 
     def chat(name, user, org, source, when):
         return f.ChatFactory(
-            title=f"chat {name}", user=user, organization=org, source=source,
-            source_pk=f"chat-{name}" if source else "", created_at=when,
-        )  # fmt: skip
+            title=f"chat {name}",
+            user=user,
+            organization=org,
+            source=source,
+            source_pk=f"chat-{name}" if source else "",
+            created_at=when,
+        )
 
     def answer(chat, rating=None, mistake=False, runs=()):
         msg = f.MessageFactory(chat=chat, role="assistant", is_mistake=mistake)
@@ -89,9 +93,20 @@ def chats(fixed_today):
     answer(g)
     f.CodeExecutionFactory(message=None, chat=g, user=cat, is_successful=False)
     return {
-        "a": a, "b": b, "c": c, "d": d, "e": e, "g": g,
-        "acme": acme, "globex": globex, "aa": aa, "tts": tts, "ann": ann, "bob": bob, "cat": cat,
-    }  # fmt: skip
+        "a": a,
+        "b": b,
+        "c": c,
+        "d": d,
+        "e": e,
+        "g": g,
+        "acme": acme,
+        "globex": globex,
+        "aa": aa,
+        "tts": tts,
+        "ann": ann,
+        "bob": bob,
+        "cat": cat,
+    }
 
 
 def listed(client, **params):

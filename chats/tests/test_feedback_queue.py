@@ -46,25 +46,34 @@ def world():
 
     def rated(name, chat, rating, model, provider, when, source=None, mistake=False):
         msg = f.MessageFactory(
-            chat=chat, role="assistant", content=f"answer {name}", created_at=when,
+            chat=chat,
+            role="assistant",
+            content=f"answer {name}",
+            created_at=when,
             is_mistake=mistake,
-        )  # fmt: skip
+        )
         return f.MessageFeedbackFactory(
-            message=msg, rating=rating, model_name=model, model_provider=provider,
-            created_at=when, source=source, source_pk=f"fb-{name}" if source else "",
-        )  # fmt: skip
+            message=msg,
+            rating=rating,
+            model_name=model,
+            model_provider=provider,
+            created_at=when,
+            source=source,
+            source_pk=f"fb-{name}" if source else "",
+        )
 
     rows = {
         "f1": rated("f1", c_ann, 1, "gpt-4o", "openai", utc(2024, 3, 10, 9), aa, mistake=True),
-        "f2": rated("f2", c_bob, 1, "claude-3-5-sonnet", "anthropic",
-                    utc(2024, 3, 12, 23, 59, 59), tts),
+        "f2": rated(
+            "f2", c_bob, 1, "claude-3-5-sonnet", "anthropic", utc(2024, 3, 12, 23, 59, 59), tts
+        ),
         "f3": rated("f3", c_ann, 3, "gpt-4o-mini", "openai", utc(2024, 3, 13, 0, 0, 0), aa),
         "f4": rated("f4", c_anon, 5, "gpt-4o", "openai", utc(2024, 3, 1, 12)),
         "f5": rated("f5", c_bob, 2, "gpt-4o", "azure", utc(2024, 3, 11, 8), tts, mistake=True),
         "f6": rated("f6", c_ann, None, "gpt-4o", "openai", utc(2024, 3, 12, 8), aa),  # unrated
         # same time as f1, made after it: shown before it (newest id first)
         "f7": rated("f7", c_ann, 1, "gpt-4o", "groq", utc(2024, 3, 10, 9)),
-    }  # fmt: skip
+    }
     return {
         **rows,
         "acme": acme,

@@ -6,11 +6,11 @@ import datetime as dt
 from io import StringIO
 
 import pytest
-from core.management.commands.purge import Command as PurgeCommand
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from chats.models import Chat, CodeExecution, Message, MessageFeedback, UploadedFile
+from core.management.commands.purge import Command as PurgeCommand
 from core.models import AuditLog, RefreshToken
 from reports.models import AnalysisResult
 from usage.models import ModelUsage

@@ -62,15 +62,22 @@ def conversation():
     ann = f.AppUserFactory(organization=acme, email="ann@acme.test")
     source = f.SourceFactory(name="auto-analyst")
     chat = f.ChatFactory(
-        user=ann, organization=acme, source=source, source_pk="c-1", title="Churn by plan",
+        user=ann,
+        organization=acme,
+        source=source,
+        source_pk="c-1",
+        title="Churn by plan",
         created_at=now - dt.timedelta(minutes=30),
-    )  # fmt: skip
+    )
 
     def say(role, content, minutes, **extra):
         return f.MessageFactory(
-            chat=chat, role=role, content=content,
-            created_at=now - dt.timedelta(minutes=minutes), **extra,
-        )  # fmt: skip
+            chat=chat,
+            role=role,
+            content=content,
+            created_at=now - dt.timedelta(minutes=minutes),
+            **extra,
+        )
 
     say("user", "Why did **churn** rise in March? Split it by plan.", 20)
     answer = say(
@@ -87,9 +94,15 @@ def conversation():
         tone="neutral",
         signal_strength=0.42,
     )
-    f.MessageFeedbackFactory(message=answer, rating=1, model_name="gpt-4o",
-                             model_provider="openai", temperature=0.7, max_tokens=2048,
-                             created_at=now - dt.timedelta(minutes=10))  # fmt: skip
+    f.MessageFeedbackFactory(
+        message=answer,
+        rating=1,
+        model_name="gpt-4o",
+        model_provider="openai",
+        temperature=0.7,
+        max_tokens=2048,
+        created_at=now - dt.timedelta(minutes=10),
+    )
     f.CodeExecutionFactory(
         message=answer,
         initial_code="df.groupby('plan')['churned'].sum()",
@@ -101,18 +114,32 @@ def conversation():
         error_messages={"statistical_analytics_agent": "KeyError: 'plan'"},
     )
     say("user", "That is by region. I asked by plan.", 15)
-    f.ModelUsageFactory(user=ann, chat=chat, model_name="gpt-4o", provider="openai",
-                        prompt_tokens=1840, completion_tokens=312,
-                        cost=Decimal("0.00772000"))  # fmt: skip
+    f.ModelUsageFactory(
+        user=ann,
+        chat=chat,
+        model_name="gpt-4o",
+        provider="openai",
+        prompt_tokens=1840,
+        completion_tokens=312,
+        cost=Decimal("0.00772000"),
+    )
     f.UploadedFileFactory(chat=chat, filename="churn_march.csv", file_size=48_213)
 
     for n, rating in enumerate([4, 5, 3, 2]):
         other = f.ChatFactory(user=ann, organization=acme, title=f"Revenue question {n}")
-        msg = f.MessageFactory(chat=other, role="assistant", content=f"Revenue grew {n + 2}%.",
-                               created_at=now - dt.timedelta(minutes=40 + n))  # fmt: skip
-        f.MessageFeedbackFactory(message=msg, rating=rating, model_name="gpt-4o-mini",
-                                 model_provider="openai",
-                                 created_at=now - dt.timedelta(minutes=5 + n))  # fmt: skip
+        msg = f.MessageFactory(
+            chat=other,
+            role="assistant",
+            content=f"Revenue grew {n + 2}%.",
+            created_at=now - dt.timedelta(minutes=40 + n),
+        )
+        f.MessageFeedbackFactory(
+            message=msg,
+            rating=rating,
+            model_name="gpt-4o-mini",
+            model_provider="openai",
+            created_at=now - dt.timedelta(minutes=5 + n),
+        )
     return {"chat": chat, "answer": answer}
 
 

@@ -64,9 +64,13 @@ def rich():
     source = f.SourceFactory(name="auto-analyst")
     ann = f.AppUserFactory(organization=acme, email="ann@acme.test")
     chat = f.ChatFactory(
-        user=ann, organization=acme, source=source, source_pk="c1", title="Regional sales",
+        user=ann,
+        organization=acme,
+        source=source,
+        source_pk="c1",
+        title="Regional sales",
         created_at=T0,
-    )  # fmt: skip
+    )
     other = f.ChatFactory(user=ann, title="Another chat")
 
     question = f.MessageFactory(
@@ -94,9 +98,13 @@ def rich():
         needs_knowledge=True,
     )
     f.MessageFeedbackFactory(
-        message=answer, rating=2, model_name="gpt-4o", model_provider="openai",
-        temperature=0.7, max_tokens=2048,
-    )  # fmt: skip
+        message=answer,
+        rating=2,
+        model_name="gpt-4o",
+        model_provider="openai",
+        temperature=0.7,
+        max_tokens=2048,
+    )
     failed = f.CodeExecutionFactory(
         message=answer,
         created_at=at(1, 5),
@@ -135,28 +143,53 @@ def rich():
         query_result={"status": "ok", "count": 3},
     )
     upload = f.UploadedFileFactory(
-        chat=chat, filename="sales_q1.csv", file_type="text/csv", file_size=2048,
+        chat=chat,
+        filename="sales_q1.csv",
+        file_type="text/csv",
+        file_size=2048,
         upload_timestamp=at(0, 30),
-    )  # fmt: skip
+    )
     f.AnalysisResultFactory(
-        chat=chat, file=upload, analysis_type="correlation", result_data={"r": 0.82},
-        visualizations=["heatmap", "scatter"], created_at=at(4),
-    )  # fmt: skip
+        chat=chat,
+        file=upload,
+        analysis_type="correlation",
+        result_data={"r": 0.82},
+        visualizations=["heatmap", "scatter"],
+        created_at=at(4),
+    )
     f.MessageFactory(chat=other, role="user", content="not this chat", created_at=at(0))
     usage = [
-        f.ModelUsageFactory(user=ann, chat=chat, model_name="gpt-4o", provider="openai",
-                            prompt_tokens=1200, completion_tokens=300,
-                            cost=Decimal("0.01250000")),
-        f.ModelUsageFactory(user=ann, chat=chat, model_name="gpt-4o", provider="openai",
-                            prompt_tokens=2000, completion_tokens=700,
-                            cost=Decimal("0.25000000")),
-        f.ModelUsageFactory(user=ann, chat=chat, model_name="claude-3-5-sonnet",
-                            provider="anthropic", prompt_tokens=500, completion_tokens=150,
-                            cost=None),
+        f.ModelUsageFactory(
+            user=ann,
+            chat=chat,
+            model_name="gpt-4o",
+            provider="openai",
+            prompt_tokens=1200,
+            completion_tokens=300,
+            cost=Decimal("0.01250000"),
+        ),
+        f.ModelUsageFactory(
+            user=ann,
+            chat=chat,
+            model_name="gpt-4o",
+            provider="openai",
+            prompt_tokens=2000,
+            completion_tokens=700,
+            cost=Decimal("0.25000000"),
+        ),
+        f.ModelUsageFactory(
+            user=ann,
+            chat=chat,
+            model_name="claude-3-5-sonnet",
+            provider="anthropic",
+            prompt_tokens=500,
+            completion_tokens=150,
+            cost=None,
+        ),
         # another chat's and no chat's calls
         f.ModelUsageFactory(user=ann, chat=other, prompt_tokens=9999, cost=Decimal("9")),
         f.ModelUsageFactory(user=ann, chat=None, prompt_tokens=8888, cost=Decimal("8")),
-    ]  # fmt: skip
+    ]
     return {
         "chat": chat,
         "question": question,
@@ -475,13 +508,18 @@ def _chat_of(size):
     )
     CodeExecution.objects.bulk_create(
         CodeExecution(
-            message=m, chat=chat, initial_code="a = 1", latest_code=f"a = {k}",
-            is_successful=bool(k % 2), error_messages={"agent": "boom"}, failed_agents=["agent"],
+            message=m,
+            chat=chat,
+            initial_code="a = 1",
+            latest_code=f"a = {k}",
+            is_successful=bool(k % 2),
+            error_messages={"agent": "boom"},
+            failed_agents=["agent"],
             created_at=at(i, k),
         )
         for i, m in enumerate(answers)
         for k in range(1 + i % 2)
-    )  # fmt: skip
+    )
     upload = f.UploadedFileFactory(chat=chat)
     f.AnalysisResultFactory(chat=chat, file=upload)
     f.ModelUsageFactory(chat=chat)
@@ -529,10 +567,14 @@ def long_chat():
     order = list(range(2000))
     random.Random(4).shuffle(order)
     made = Message.objects.bulk_create(
-        Message(chat=chat, role="user" if n % 2 else "assistant", content=f"line {n}",
-                created_at=T0 + dt.timedelta(seconds=n // 3))
+        Message(
+            chat=chat,
+            role="user" if n % 2 else "assistant",
+            content=f"line {n}",
+            created_at=T0 + dt.timedelta(seconds=n // 3),
+        )
         for n in order
-    )  # fmt: skip
+    )
     ordered = sorted(made, key=lambda m: (m.created_at, m.pk))
     return chat, ordered
 

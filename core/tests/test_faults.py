@@ -10,7 +10,6 @@ comes back. The shared PostgreSQL server itself is never touched.
 """
 
 import contextlib
-import datetime as dt
 import json
 import socket
 import threading
@@ -23,6 +22,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpResponse
 from django.test import RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 
 from core.middleware import DatabaseUnavailableMiddleware
 from core.views import server_error
@@ -320,7 +320,7 @@ def test_pages_render_when_related_rows_are_gone(client):
     have no database constraint), a ledger row whose chat and user were
     deleted, audit entries about deleted objects and by a deleted account."""
     client.force_login(f.UserFactory(is_superuser=True))
-    today = dt.date.today()
+    today = timezone.localdate()
     gone_user, gone_org = 987_654, 876_543
     sums = {
         "requests": 3,

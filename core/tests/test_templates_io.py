@@ -200,8 +200,9 @@ def test_importing_the_same_file_twice_changes_nothing_the_second_time():
 def test_an_item_with_some_fields_changes_only_those():
     stored = f.AgentTemplateFactory(template_name="sql_agent", is_premium_only=True)
 
-    result = templates_io.import_templates({"agent_templates": [{"template_name": "sql_agent",
-                                                                 "is_active": False}]})  # fmt: skip
+    result = templates_io.import_templates(
+        {"agent_templates": [{"template_name": "sql_agent", "is_active": False}]}
+    )
 
     assert result.ok, _problems(result)
     stored.refresh_from_db()
@@ -264,14 +265,18 @@ def test_every_problem_is_reported_with_index_and_field_and_nothing_is_written()
     ("data", "problem"),
     [
         ([], "the file must hold a mapping with agent_templates and/or query_templates"),
-        ({"format": "other", "agent_templates": []}, "field format: format must be "
-         "“analyst-admin-templates”"),
-        ({"version": 2, "agent_templates": []}, "field version: version 2 is not supported "
-         "(only 1)"),
+        (
+            {"format": "other", "agent_templates": []},
+            "field format: format must be “analyst-admin-templates”",
+        ),
+        (
+            {"version": 2, "agent_templates": []},
+            "field version: version 2 is not supported (only 1)",
+        ),
         ({"templates": []}, "field templates: unknown key “templates”"),
         ({"agent_templates": {"a": 1}}, "agent_templates: must be a list of templates"),
     ],
-)  # fmt: skip
+)
 def test_a_file_of_the_wrong_shape_is_refused_whole(data, problem):
     result = templates_io.import_templates(data)
 

@@ -142,7 +142,7 @@ def limit_body(run):
     def guarded(request, *args, **kwargs):
         limit = settings.API_MAX_BODY_BYTES
         try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            declared = int(request.headers.get("content-length") or 0)
         except ValueError:
             declared = 0
         if declared > limit:

@@ -164,10 +164,7 @@ def plan_files(ctx, dataset, topic, chat_pk, org, force):
             kinds.append("pdf" if ctx.chance(0.3) else "xlsx")
     else:
         kinds = []
-    files = []
-    for kind in kinds:
-        files.append(build_file(ctx, kind, dataset, topic, chat_pk, org))
-    return files
+    return [build_file(ctx, kind, dataset, topic, chat_pk, org) for kind in kinds]
 
 
 def build_file(ctx, kind, dataset, topic, chat_pk, org):

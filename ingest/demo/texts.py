@@ -103,8 +103,10 @@ def plain_stats(ctx, dataset, columns):
     """The same statistics as pandas prints them (for execution output)."""
     stats = [column_stats(ctx, dataset, column) for column in columns]
     lines = [" " * 8 + "".join(f"{column:>16}" for column in columns)]
-    for name in ("count", "mean", "std", "min", "50%", "max"):
-        lines.append(f"{name:<8}" + "".join(f"{values[name]:>16.6f}" for values in stats))
+    lines.extend(
+        f"{name:<8}" + "".join(f"{values[name]:>16.6f}" for values in stats)
+        for name in ("count", "mean", "std", "min", "50%", "max")
+    )
     return "\n".join(lines)
 
 

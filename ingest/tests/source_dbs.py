@@ -1035,9 +1035,16 @@ def run_import(kind, url, report, *args):
 
     out, err = StringIO(), StringIO()
     call_command(
-        "import_source", kind, str(url), "--no-progress", "--rejects", str(report), *args,
-        stdout=out, stderr=err,
-    )  # fmt: skip
+        "import_source",
+        kind,
+        str(url),
+        "--no-progress",
+        "--rejects",
+        str(report),
+        *args,
+        stdout=out,
+        stderr=err,
+    )
     return out.getvalue(), err.getvalue(), read_report(report)
 
 

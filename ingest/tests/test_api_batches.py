@@ -5,13 +5,13 @@ from decimal import Decimal
 from io import BytesIO
 
 import pytest
-from core.tests.test_api_auth import make_key, post
 from django.db import connection
 from django.test import RequestFactory
 
 from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Organization
 from core.tests.factories import AppUserFactory, ModelPriceFactory
+from core.tests.test_api_auth import make_key, post
 from ingest.api.errors import limit_body
 from ingest.api.schemas import MAX_ITEMS
 from usage.models import DailyUsage, ModelUsage

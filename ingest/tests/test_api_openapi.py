@@ -9,7 +9,6 @@ so it runs the same on SQLite and PostgreSQL (select it with
 
 import pytest
 import schemathesis
-from core.tests.test_api_auth import make_key
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
+from core.tests.test_api_auth import make_key
 from ingest.api import api
 
 PATHS = {

@@ -98,7 +98,8 @@ def test_timestamps_become_aware_utc_whatever_the_source_gives():
     utc = dt.UTC
     assert timestamp("2025-01-31 23:59:59") == dt.datetime(2025, 1, 31, 23, 59, 59, tzinfo=utc)
     assert timestamp("2025-03-01 01:30:00+02:00") == dt.datetime(2025, 2, 28, 23, 30, tzinfo=utc)
-    assert timestamp(dt.datetime(2025, 1, 1)) == dt.datetime(2025, 1, 1, tzinfo=utc)
+    # a naive datetime from a SQLite source is read as UTC
+    assert timestamp(dt.datetime(2025, 1, 1)) == dt.datetime(2025, 1, 1, tzinfo=utc)  # noqa: DTZ001
     assert timestamp("2025-02-05T23:59:59.999999Z").microsecond == 999999
     assert timestamp(None) is None
     with pytest.raises(ValueError, match="not a date-time"):

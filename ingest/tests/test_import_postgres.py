@@ -5,10 +5,10 @@ autocommit) on the server the tests run on, and drops it afterwards.
 """
 
 import pytest
-from core.tests.test_import_columns import compare_all, prices  # noqa: F401 (fixture)
 from django.db import connection
 
 from core.models import Source
+from core.tests.test_import_columns import compare_all, prices  # noqa: F401 (fixture)
 from ingest.tests.source_dbs import (
     BAD_ROWS,
     CHANGES,

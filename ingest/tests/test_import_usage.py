@@ -4,11 +4,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from core.tests.test_import_incremental import assert_roll_ups_match_the_ledger
 from django.db import connection
 from django.db.models import Sum
 
 from chats.models import Chat
+from core.tests.test_import_incremental import assert_roll_ups_match_the_ledger
 from ingest.importers.writers import LedgerWriter
 from ingest.tests.source_dbs import build_sqlite, run_import
 from usage.models import DailyUsage, ModelPrice, ModelUsage, QueryAnalytics

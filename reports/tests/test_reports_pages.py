@@ -55,9 +55,12 @@ HOSTILE = """
 
 FIGURE = {
     "data": [{"type": "bar", "x": ["a", "b"], "y": [1, 2]}],
-    "layout": {"title": {"text": "</script><script>alert('figure')</script>"}, "width": 1200,
-               "height": 420},
-}  # fmt: skip
+    "layout": {
+        "title": {"text": "</script><script>alert('figure')</script>"},
+        "width": 1200,
+        "height": 420,
+    },
+}
 
 
 @pytest.fixture(params=["UTC", "America/New_York"])
@@ -82,59 +85,139 @@ def library(settings):
     def report(who, status, created, **extra):
         n = next(numbers)
         return f.DeepAnalysisReportFactory(
-            user=who, status=status, created_at=created, start_time=created,
-            goal=f"Goal {n}: why did churn rise?", report_uuid=f"uuid-{n}", **extra,
-        )  # fmt: skip
+            user=who,
+            status=status,
+            created_at=created,
+            start_time=created,
+            goal=f"Goal {n}: why did churn rise?",
+            report_uuid=f"uuid-{n}",
+            **extra,
+        )
 
     done = DeepAnalysisReport.Status.COMPLETED
     failed = DeepAnalysisReport.Status.FAILED
     running = DeepAnalysisReport.Status.RUNNING
     pending = DeepAnalysisReport.Status.PENDING
     reader = report(
-        ann, done, utc(2024, 3, 13, 23, 59, 59), duration_seconds=300,
-        end_time=utc(2024, 3, 14, 0, 4, 59), credits_consumed=17, total_tokens_used=150_000,
-        estimated_cost=Decimal("0.86000000"), html_report=HOSTILE,
+        ann,
+        done,
+        utc(2024, 3, 13, 23, 59, 59),
+        duration_seconds=300,
+        end_time=utc(2024, 3, 14, 0, 4, 59),
+        credits_consumed=17,
+        total_tokens_used=150_000,
+        estimated_cost=Decimal("0.86000000"),
+        html_report=HOSTILE,
         deep_questions="1. Which segments churned?\n2. When did it start?",
         deep_plan="Step 1: clean the data\nStep 2: model churn",
-        summaries=["preprocessing_agent: Removed 27 duplicate rows.",
-                   "statistical_analytics_agent: Monthly plans churn 2x more.",
-                   "a plain note without a step name"],
+        summaries=[
+            "preprocessing_agent: Removed 27 duplicate rows.",
+            "statistical_analytics_agent: Monthly plans churn 2x more.",
+            "a plain note without a step name",
+        ],
         plotly_figures=[FIGURE, json.dumps(FIGURE), {"no": "data"}, "not json"],
         synthesis=["Monthly plans churn most.", "Support tickets predict churn."],
         final_conclusion="Churn rose among **monthly** plans.",
         analysis_code="# preprocessing_agent\ndf = df.drop_duplicates()",
         progress_percentage=100,
-    )  # fmt: skip
-    report(ann, failed, utc(2024, 3, 14, 0, 0, 0), duration_seconds=None,
-           end_time=utc(2024, 3, 14, 0, 2), credits_consumed=5, total_tokens_used=20_000,
-           estimated_cost=Decimal("0.1"), progress_percentage=40)  # fmt: skip
-    report(cat, done, utc(2024, 3, 14, 4), duration_seconds=600, credits_consumed=20,
-           total_tokens_used=200_000, estimated_cost=Decimal("1.25"))  # fmt: skip
-    report(cat, running, utc(2024, 3, 15, 2), duration_seconds=None, end_time=None,
-           credits_consumed=0, total_tokens_used=5_000, estimated_cost=Decimal("0.01"),
-           progress_percentage=60)  # fmt: skip
-    report(dan, pending, utc(2024, 3, 10, 4, 59, 59), credits_consumed=0,
-           total_tokens_used=0, estimated_cost=Decimal(0), progress_percentage=0,
-           summaries=None, plotly_figures=None, synthesis={"finding": "a map"},
-           html_report=None)  # fmt: skip
-    report(None, done, utc(2024, 2, 20, 12), duration_seconds=120, credits_consumed=10,
-           total_tokens_used=50_000, estimated_cost=Decimal("0.5"))  # fmt: skip
-    report(dan, done, utc(2024, 1, 5, 12), duration_seconds=100, credits_consumed=1,
-           total_tokens_used=1_000, estimated_cost=Decimal("0.01"))  # fmt: skip
+    )
+    report(
+        ann,
+        failed,
+        utc(2024, 3, 14, 0, 0, 0),
+        duration_seconds=None,
+        end_time=utc(2024, 3, 14, 0, 2),
+        credits_consumed=5,
+        total_tokens_used=20_000,
+        estimated_cost=Decimal("0.1"),
+        progress_percentage=40,
+    )
+    report(
+        cat,
+        done,
+        utc(2024, 3, 14, 4),
+        duration_seconds=600,
+        credits_consumed=20,
+        total_tokens_used=200_000,
+        estimated_cost=Decimal("1.25"),
+    )
+    report(
+        cat,
+        running,
+        utc(2024, 3, 15, 2),
+        duration_seconds=None,
+        end_time=None,
+        credits_consumed=0,
+        total_tokens_used=5_000,
+        estimated_cost=Decimal("0.01"),
+        progress_percentage=60,
+    )
+    report(
+        dan,
+        pending,
+        utc(2024, 3, 10, 4, 59, 59),
+        credits_consumed=0,
+        total_tokens_used=0,
+        estimated_cost=Decimal(0),
+        progress_percentage=0,
+        summaries=None,
+        plotly_figures=None,
+        synthesis={"finding": "a map"},
+        html_report=None,
+    )
+    report(
+        None,
+        done,
+        utc(2024, 2, 20, 12),
+        duration_seconds=120,
+        credits_consumed=10,
+        total_tokens_used=50_000,
+        estimated_cost=Decimal("0.5"),
+    )
+    report(
+        dan,
+        done,
+        utc(2024, 1, 5, 12),
+        duration_seconds=100,
+        credits_consumed=1,
+        total_tokens_used=1_000,
+        estimated_cost=Decimal("0.01"),
+    )
 
     ds_chat = f.ChatFactory(user=ann, organization=acme, title="ann's DS-ML session")
     other_chat = f.ChatFactory(user=cat, organization=globex, title="cat's DS-ML session")
     results = [
-        f.AnalysisResultFactory(chat=ds_chat, analysis_type="statistical",
-                                result_data={"correlation": 0.42},
-                                created_at=utc(2024, 3, 12, 10)),
-        f.AnalysisResultFactory(chat=ds_chat, analysis_type="ml", file=None,
-                                result_data={"clusters": 3}, created_at=utc(2024, 3, 13, 10)),
-        f.AnalysisResultFactory(chat=other_chat, analysis_type="csv",
-                                result_data={"rows": 10}, created_at=utc(2024, 3, 13, 11)),
-    ]  # fmt: skip
-    return SimpleNamespace(acme=acme, globex=globex, ann=ann, cat=cat, dan=dan, reader=reader,
-                           ds_chat=ds_chat, other_chat=other_chat, results=results)  # fmt: skip
+        f.AnalysisResultFactory(
+            chat=ds_chat,
+            analysis_type="statistical",
+            result_data={"correlation": 0.42},
+            created_at=utc(2024, 3, 12, 10),
+        ),
+        f.AnalysisResultFactory(
+            chat=ds_chat,
+            analysis_type="ml",
+            file=None,
+            result_data={"clusters": 3},
+            created_at=utc(2024, 3, 13, 10),
+        ),
+        f.AnalysisResultFactory(
+            chat=other_chat,
+            analysis_type="csv",
+            result_data={"rows": 10},
+            created_at=utc(2024, 3, 13, 11),
+        ),
+    ]
+    return SimpleNamespace(
+        acme=acme,
+        globex=globex,
+        ann=ann,
+        cat=cat,
+        dan=dan,
+        reader=reader,
+        ds_chat=ds_chat,
+        other_chat=other_chat,
+        results=results,
+    )
 
 
 @pytest.fixture
@@ -187,9 +270,17 @@ class Raw:
                 continue
             if status and state != status:
                 continue
-            found.append({"id": pk, "created_at": _aware(created), "status": state,
-                          "duration": duration, "credits": credits, "tokens": tokens,
-                          "cost": money(cost)})  # fmt: skip
+            found.append(
+                {
+                    "id": pk,
+                    "created_at": _aware(created),
+                    "status": state,
+                    "duration": duration,
+                    "credits": credits,
+                    "tokens": tokens,
+                    "cost": money(cost),
+                }
+            )
         return found
 
     def totals(self, period, scope, status=None):
@@ -217,8 +308,12 @@ def periods():
 
 
 def scopes(data):
-    return [Scope(), Scope(user_id=data.ann.pk), Scope(organization_id=data.globex.pk),
-            Scope(user_id=data.dan.pk)]  # fmt: skip
+    return [
+        Scope(),
+        Scope(user_id=data.ann.pk),
+        Scope(organization_id=data.globex.pk),
+        Scope(user_id=data.dan.pk),
+    ]
 
 
 def test_list_figures_and_rows_equal_plain_sql(library, time_zone):
@@ -231,9 +326,14 @@ def test_list_figures_and_rows_equal_plain_sql(library, time_zone):
                 expected = raw.totals(period, scope, status)
                 assert money(got.pop("cost")) == expected.pop("cost"), where
                 assert got == pytest.approx(expected), where
-                expected_ids = [r["id"] for r in sorted(
-                    raw.reports(period, scope, status),
-                    key=lambda r: (r["created_at"], r["id"]), reverse=True)]  # fmt: skip
+                expected_ids = [
+                    r["id"]
+                    for r in sorted(
+                        raw.reports(period, scope, status),
+                        key=lambda r: (r["created_at"], r["id"]),
+                        reverse=True,
+                    )
+                ]
                 assert [r.pk for r in metrics.report_list(period, scope, status)] == expected_ids
 
 
@@ -283,8 +383,17 @@ def test_list_page_shows_figures_and_links_each_report(as_manager, library):
     found = list(metrics.report_list(THIRTY_DAYS, Scope()))
     assert [row[1] for row in rows] == [str(r) for r in found]
     reader = next(row for row in rows if row[1] == str(library.reader))
-    assert reader == ["13 Mar 2024 23:59", str(library.reader), "ann@acme.test", "Completed",
-                      "100.0%", "5 min 00 s", "17", "150,000", "$0.86"]  # fmt: skip
+    assert reader == [
+        "13 Mar 2024 23:59",
+        str(library.reader),
+        "ann@acme.test",
+        "Completed",
+        "100.0%",
+        "5 min 00 s",
+        "17",
+        "150,000",
+        "$0.86",
+    ]
     assert [row[2:4] for row in rows if row[2] == "anonymous"] == [["anonymous", "Completed"]]
     links = re.findall(r'<td class="datetime"><a href="(/admin/reports/\d+/)">', page)
     assert links == [reverse("reports:detail", args=[r.pk]) for r in found]
@@ -296,10 +405,12 @@ def test_list_page_shows_figures_and_links_each_report(as_manager, library):
         ({"period": "30d", "status": "completed"}, ("completed",) * 3),
         ({"period": "30d", "status": "running"}, ()),
         # 15 Mar 02:00 UTC (running) is tomorrow in UTC
-        ({"period": "90d"}, ("completed", "failed", "completed", "pending", "completed",
-                             "completed")),
+        (
+            {"period": "90d"},
+            ("completed", "failed", "completed", "pending", "completed", "completed"),
+        ),
     ],
-)  # fmt: skip
+)
 def test_list_page_filters_by_status_and_date(as_manager, library, query, expected):
     page = get_page(as_manager, LIST, **query)
 
@@ -312,8 +423,9 @@ def test_list_page_filters_by_status_and_date(as_manager, library, query, expect
 
 def test_list_page_filters_by_app_user_and_organisation(as_manager, library):
     by_user = tables_of(get_page(as_manager, LIST, period="30d", user=library.ann.pk))["reports"]
-    by_org = tables_of(get_page(as_manager, LIST, period="30d",
-                                organization=library.globex.pk))["reports"]  # fmt: skip
+    by_org = tables_of(get_page(as_manager, LIST, period="30d", organization=library.globex.pk))[
+        "reports"
+    ]
 
     assert {row[2] for row in by_user} == {"ann@acme.test"} and len(by_user) == 2
     # The organisation is the app user's.
@@ -326,11 +438,29 @@ def test_list_export_equals_the_rows(as_manager, library):
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="reports-reports.csv"'
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["Created", "Goal", "App user", "Status", "Progress", "Duration",
-                       "Credits", "Tokens", "Cost (est.)"]  # fmt: skip
+    assert rows[0] == [
+        "Created",
+        "Goal",
+        "App user",
+        "Status",
+        "Progress",
+        "Duration",
+        "Credits",
+        "Tokens",
+        "Cost (est.)",
+    ]
     found = metrics.report_rows(metrics.report_list(Period.preset("90d", TODAY), Scope()))
-    keys = ["created_at", "goal", "user", "status", "progress", "duration", "credits", "tokens",
-            "cost"]  # fmt: skip
+    keys = [
+        "created_at",
+        "goal",
+        "user",
+        "status",
+        "progress",
+        "duration",
+        "credits",
+        "tokens",
+        "cost",
+    ]
     assert rows[1:] == [["" if r[k] is None else str(r[k]) for k in keys] for r in found]
     assert len(rows) == 1 + 6
 
@@ -353,8 +483,9 @@ def test_report_page_shows_every_part(as_manager, library):
     questions = _section(page, "questions")
     assert "<ol>" in questions and "<li>Which segments churned?</li>" in questions
     assert re.findall(r"<li>(.*?)</li>", _section(page, "plan")) == [
-        "Step 1: clean the data", "Step 2: model churn",
-    ]  # fmt: skip
+        "Step 1: clean the data",
+        "Step 2: model churn",
+    ]
     steps = re.findall(r"<li><strong>(.*?)</strong> (.*?)</li>", _section(page, "steps"), re.S)
     assert steps == [
         ("preprocessing_agent", "Removed 27 duplicate rows."),
@@ -362,8 +493,9 @@ def test_report_page_shows_every_part(as_manager, library):
         ("Step 3", "a plain note without a step name"),
     ]
     assert re.findall(r"<li>(.*?)</li>", _section(page, "synthesis")) == [
-        "Monthly plans churn most.", "Support tickets predict churn.",
-    ]  # fmt: skip
+        "Monthly plans churn most.",
+        "Support tickets predict churn.",
+    ]
     assert "Churn rose among <strong>monthly</strong> plans." in _section(page, "conclusion")
     assert "5 min 00 s" in page and "$0.86" in page and "150,000" in page
     assert "df = df.drop_duplicates()" in page
@@ -380,14 +512,18 @@ def test_report_figures_are_drawn_from_json_script_blocks(as_manager, library):
     # The figure, the same stored as a JSON string; not the one without
     # data, nor the text that is not JSON.
     assert [(chart, block) for chart, block, _ in blocks] == [
-        ("report-figure-0", "report-figure-0"), ("report-figure-1", "report-figure-1"),
-    ]  # fmt: skip
+        ("report-figure-0", "report-figure-0"),
+        ("report-figure-1", "report-figure-1"),
+    ]
     for _, _, text in blocks:
         drawn = json.loads(text)
         assert drawn["data"] == FIGURE["data"]
         # Its fixed width dropped, so it fits the page.
-        assert drawn["layout"] == {"title": FIGURE["layout"]["title"], "height": 420,
-                                   "autosize": True}  # fmt: skip
+        assert drawn["layout"] == {
+            "title": FIGURE["layout"]["title"],
+            "height": 420,
+            "autosize": True,
+        }
     # The title cannot close the script block.
     assert "</script><script>alert('figure')" not in page
     # plotly.js is ours, loaded once.
@@ -402,8 +538,18 @@ def test_hostile_html_report_is_sanitised(as_manager, library):
     tags.feed(report)
     # Only the sanitiser's allow-list of tags; no event handler, no style,
     # no javascript: URL in any attribute.
-    assert {tag for tag, _ in tags.found} <= {"h1", "img", "a", "p", "table", "thead", "tbody",
-                                              "tr", "th", "td"}  # fmt: skip
+    assert {tag for tag, _ in tags.found} <= {
+        "h1",
+        "img",
+        "a",
+        "p",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+    }
     for tag, attrs in tags.found:
         for name, value in attrs:
             assert not name.startswith("on") and name != "style", (tag, name)
@@ -452,8 +598,9 @@ def test_analysis_results_of_the_same_app_user_are_beside_the_report(as_manager,
     assert links == [reverse("review:transcript", args=[library.ds_chat.pk])] * 2
     shown = re.findall(r'<pre class="json">(.*?)</pre>', aside, re.S)
     assert [html.unescape(x) for x in shown] == [
-        json.dumps({"clusters": 3}, indent=2), json.dumps({"correlation": 0.42}, indent=2),
-    ]  # fmt: skip
+        json.dumps({"clusters": 3}, indent=2),
+        json.dumps({"correlation": 0.42}, indent=2),
+    ]
     assert "cat&#x27;s DS-ML session" not in aside
     # A report of an anonymous app user has none.
     anonymous = DeepAnalysisReport.objects.get(user__isnull=True)

@@ -137,12 +137,30 @@ def awkward(time_zone):
             output_per_million=Decimal(rates[1]),
             effective_from=dt.date(2024, 1, 1),
         )
-    chat_ann = f.ChatFactory(user=ann, organization=acme, title="Ann's sales", source=aa,
-                             source_pk="c1", created_at=utc(2024, 3, 13, 9))  # fmt: skip
-    chat_cat = f.ChatFactory(user=cat, organization=globex, title="Cat's churn", source=tts,
-                             source_pk="c2", created_at=utc(2024, 3, 11, 14))  # fmt: skip
-    chat_anon = f.ChatFactory(user=None, organization=globex, title="Anonymous", source=tts,
-                              source_pk="c3", created_at=utc(2024, 3, 14, 2))  # fmt: skip
+    chat_ann = f.ChatFactory(
+        user=ann,
+        organization=acme,
+        title="Ann's sales",
+        source=aa,
+        source_pk="c1",
+        created_at=utc(2024, 3, 13, 9),
+    )
+    chat_cat = f.ChatFactory(
+        user=cat,
+        organization=globex,
+        title="Cat's churn",
+        source=tts,
+        source_pk="c2",
+        created_at=utc(2024, 3, 11, 14),
+    )
+    chat_anon = f.ChatFactory(
+        user=None,
+        organization=globex,
+        title="Anonymous",
+        source=tts,
+        source_pk="c3",
+        created_at=utc(2024, 3, 14, 2),
+    )
 
     first = [
         _usage(1, utc(2024, 3, 13, 23, 59, 59), ann, G, 1200, 300, None, True, 850, aa),
@@ -164,10 +182,20 @@ def awkward(time_zone):
         _usage(17, utc(2024, 3, 14, 20), None, G, 0, 0, "0", False, 0, tts, chat_anon),
     ]
     bobs = [
-        _usage(20 + i, utc(2024, 3, 9, i), bob, G, 100 * (i + 1), 20 * (i + 1), None,
-               i % 3 == 0, ms, aa if i % 2 == 0 else tts)
+        _usage(
+            20 + i,
+            utc(2024, 3, 9, i),
+            bob,
+            G,
+            100 * (i + 1),
+            20 * (i + 1),
+            None,
+            i % 3 == 0,
+            ms,
+            aa if i % 2 == 0 else tts,
+        )
         for i, ms in enumerate(BOB_TIMES)
-    ]  # fmt: skip
+    ]
     for batch in (first, bobs[:6], bobs[6:]):
         ledger.add_usage(batch)
     # A second gpt-4o call of ann at the same second: same roll-up key as r2.
@@ -175,9 +203,14 @@ def awkward(time_zone):
 
     def message(n, chat, model, when, mistake=False, role="assistant"):
         return f.MessageFactory(
-            chat=chat, role=role, model_name=model, created_at=when, is_mistake=mistake,
-            source=chat.source, source_pk=f"m{n}",
-        )  # fmt: skip
+            chat=chat,
+            role=role,
+            model_name=model,
+            created_at=when,
+            is_mistake=mistake,
+            source=chat.source,
+            source_pk=f"m{n}",
+        )
 
     m1 = message(1, chat_ann, "gpt-4o", utc(2024, 3, 13, 10))
     m2 = message(2, chat_ann, "gpt-4o", utc(2024, 3, 13, 23, 59, 59), mistake=True)
@@ -192,9 +225,15 @@ def awkward(time_zone):
     m11 = message(11, chat_ann, None, utc(2024, 3, 13, 9, 30))
 
     def feedback(n, msg, rating, model, when):
-        return f.MessageFeedbackFactory(message=msg, rating=rating, model_name=model,
-                                        model_provider=None, created_at=when,
-                                        source=msg.source, source_pk=f"f{n}")  # fmt: skip
+        return f.MessageFeedbackFactory(
+            message=msg,
+            rating=rating,
+            model_name=model,
+            model_provider=None,
+            created_at=when,
+            source=msg.source,
+            source_pk=f"f{n}",
+        )
 
     feedback(1, m1, 5, "gpt-4o", utc(2024, 3, 13, 11))
     feedback(2, m2, 2, "gpt-4o", utc(2024, 3, 14, 0, 30))
@@ -205,9 +244,13 @@ def awkward(time_zone):
 
     def execution(n, msg, model, ok, when):
         return f.CodeExecutionFactory(
-            message=msg, model_name=model, is_successful=ok, created_at=when,
-            source=msg.source, source_pk=f"e{n}",
-        )  # fmt: skip
+            message=msg,
+            model_name=model,
+            is_successful=ok,
+            created_at=when,
+            source=msg.source,
+            source_pk=f"e{n}",
+        )
 
     execution(1, m1, "gpt-4o", True, utc(2024, 3, 13, 10, 5))
     execution(2, m3, "gpt-4o", True, utc(2024, 3, 14, 0, 5))
@@ -219,12 +262,22 @@ def awkward(time_zone):
     budgets = SimpleNamespace(
         acme=f.BudgetFactory(
             organization=acme, monthly_limit=Decimal("1.00"), alert_threshold=Decimal("0.050")
-        ),  # fmt: skip
+        ),
         globex=f.BudgetFactory(organization=globex, monthly_limit=Decimal("10000000.00")),
         ann=f.BudgetFactory(organization=None, user=ann, monthly_limit=Decimal("0.02")),
         dan=f.BudgetFactory(organization=None, user=dan, monthly_limit=Decimal("100.00")),
     )
     return SimpleNamespace(
-        acme=acme, globex=globex, ann=ann, bob=bob, cat=cat, dan=dan, aa=aa, tts=tts,
-        chat_ann=chat_ann, chat_cat=chat_cat, chat_anon=chat_anon, budgets=budgets,
-    )  # fmt: skip
+        acme=acme,
+        globex=globex,
+        ann=ann,
+        bob=bob,
+        cat=cat,
+        dan=dan,
+        aa=aa,
+        tts=tts,
+        chat_ann=chat_ann,
+        chat_cat=chat_cat,
+        chat_anon=chat_anon,
+        budgets=budgets,
+    )

@@ -216,14 +216,15 @@ def priced(time_zone):
         [
             _row(user, None, utc(2024, 3, 9, 23, 59, 59)),  # computed 0.0075
             _row(user, None, utc(2024, 3, 10, 0, 0, 0)),  # computed 0.0075
-            _row(user, None, utc(2024, 3, 12, 8), prompt_tokens=10**12,
-                 completion_tokens=10**12),  # computed 12,500,000
+            _row(
+                user, None, utc(2024, 3, 12, 8), prompt_tokens=10**12, completion_tokens=10**12
+            ),  # computed 12,500,000
             _row(user, "0.5", utc(2024, 3, 11, 8)),  # reported
             _row(user, "0", utc(2024, 3, 11, 9)),  # reported, free
             _row(None, None, utc(2024, 3, 11, 10), model="llama-3-70b", provider="groq"),
             _row(None, None, utc(2024, 3, 11, 11), model="gpt-4o", provider="azure"),
         ]
-    )  # fmt: skip
+    )
     return rows
 
 
@@ -234,8 +235,11 @@ def _costs(rows):
     ]
 
 
-C, R, U = (ModelUsage.CostSource.COMPUTED, ModelUsage.CostSource.REPORTED,
-           ModelUsage.CostSource.UNPRICED)  # fmt: skip
+C, R, U = (
+    ModelUsage.CostSource.COMPUTED,
+    ModelUsage.CostSource.REPORTED,
+    ModelUsage.CostSource.UNPRICED,
+)
 
 
 def test_rows_are_priced_on_the_way_in(priced):
@@ -259,12 +263,20 @@ def _recompute(*args):
 
 def test_recompute_after_a_price_change(priced):
     # Halved from 10 March; and llama gets a price from 1 January.
-    ModelPrice.objects.create(model_name="gpt-4o", provider="openai",
-                              input_per_million=Decimal("1.25"), output_per_million=Decimal("5"),
-                              effective_from=dt.date(2024, 3, 10))  # fmt: skip
-    ModelPrice.objects.create(model_name="llama-3-70b", provider="groq",
-                              input_per_million=Decimal("0.6"), output_per_million=Decimal("0.8"),
-                              effective_from=dt.date(2024, 1, 1))  # fmt: skip
+    ModelPrice.objects.create(
+        model_name="gpt-4o",
+        provider="openai",
+        input_per_million=Decimal("1.25"),
+        output_per_million=Decimal("5"),
+        effective_from=dt.date(2024, 3, 10),
+    )
+    ModelPrice.objects.create(
+        model_name="llama-3-70b",
+        provider="groq",
+        input_per_million=Decimal("0.6"),
+        output_per_million=Decimal("0.8"),
+        effective_from=dt.date(2024, 1, 1),
+    )
 
     # Computed and unpriced rows are checked (5); the three after 10 March
     # that have a new price, and llama, change.

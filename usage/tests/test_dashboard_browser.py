@@ -65,10 +65,13 @@ def month_of_usage(time_zone, fixed_today):
         ("gpt-4o-mini", "openai", ("0.15", "0.60")),
         ("claude-3-5-sonnet", "anthropic", ("3.00", "15.00")),
     ):
-        f.ModelPriceFactory(model_name=model, provider=provider,
-                            input_per_million=Decimal(rates[0]),
-                            output_per_million=Decimal(rates[1]),
-                            effective_from=dt.date(2024, 1, 1))  # fmt: skip
+        f.ModelPriceFactory(
+            model_name=model,
+            provider=provider,
+            input_per_million=Decimal(rates[0]),
+            output_per_million=Decimal(rates[1]),
+            effective_from=dt.date(2024, 1, 1),
+        )
     orgs = [f.OrganizationFactory(name=name) for name in ("Acme", "Globex", "Initech")]
     users = [
         f.AppUserFactory(organization=orgs[n % 3], email=f"{name}@example.com")
@@ -82,17 +85,23 @@ def month_of_usage(time_zone, fixed_today):
             for _ in range(rng.randint(0, 3 + n % 4)):
                 model, provider, cost = rng.choice(MODELS)
                 prompt = rng.randint(500, 12_000)
-                when = dt.datetime.combine(day, dt.time(rng.randint(0, 23), rng.randint(0, 59)),
-                                           dt.UTC)  # fmt: skip
+                when = dt.datetime.combine(
+                    day, dt.time(rng.randint(0, 23), rng.randint(0, 59)), dt.UTC
+                )
                 rows.append(
-                    ModelUsage(user=user if rng.random() > 0.1 else None,
-                               organization=orgs[n % 3], model_name=model, provider=provider,
-                               prompt_tokens=prompt, completion_tokens=rng.randint(100, prompt),
-                               cost=None if cost is None else Decimal(cost), timestamp=when,
-                               is_streaming=rng.random() < 0.4,
-                               request_time_ms=rng.randint(300, 9000) if rng.random() > 0.05
-                               else None)
-                )  # fmt: skip
+                    ModelUsage(
+                        user=user if rng.random() > 0.1 else None,
+                        organization=orgs[n % 3],
+                        model_name=model,
+                        provider=provider,
+                        prompt_tokens=prompt,
+                        completion_tokens=rng.randint(100, prompt),
+                        cost=None if cost is None else Decimal(cost),
+                        timestamp=when,
+                        is_streaming=rng.random() < 0.4,
+                        request_time_ms=rng.randint(300, 9000) if rng.random() > 0.05 else None,
+                    )
+                )
     ledger.add_usage(rows)
     f.BudgetFactory(organization=orgs[0], monthly_limit=Decimal("5.00"))
     f.BudgetFactory(organization=orgs[1], monthly_limit=Decimal("50.00"))

@@ -140,8 +140,9 @@ def test_overview_charts_are_the_metrics_series(as_manager):
     ]
     stacked = chart_of(page, "chart-cost-by-model")
     assert stacked["layout"]["barmode"] == "stack"
-    by_model = {trace["name"]: dict(zip(trace["x"], trace["y"], strict=True))
-                for trace in stacked["data"]}  # fmt: skip
+    by_model = {
+        trace["name"]: dict(zip(trace["x"], trace["y"], strict=True)) for trace in stacked["data"]
+    }
     assert sorted(by_model) == ["claude-3-5-sonnet", "gpt-4o", "llama-3-70b", "mistral-large"]
     for day, model, cost in metrics.cost_per_day_by_model(SEVEN_DAYS, Scope()):
         assert by_model[model][day.isoformat()] == pytest.approx(float(cost))
@@ -271,29 +272,94 @@ def test_models_page_every_sort(as_manager):
                 [r["model_name"], r["provider"]] for r in expected
             ], sort
             kinds = [
-                ("requests", "number"), ("prompt_tokens", "number"),
-                ("completion_tokens", "number"), ("cost", "money"),
-                ("cost_per_1k_tokens", "money"), ("avg_latency_ms", "ms"),
-                ("p95_latency_ms", "ms"), ("avg_rating", "rating"),
-                ("code_success_rate", "share"), ("mistake_share", "share"),
-            ]  # fmt: skip
+                ("requests", "number"),
+                ("prompt_tokens", "number"),
+                ("completion_tokens", "number"),
+                ("cost", "money"),
+                ("cost_per_1k_tokens", "money"),
+                ("avg_latency_ms", "ms"),
+                ("p95_latency_ms", "ms"),
+                ("avg_rating", "rating"),
+                ("code_success_rate", "share"),
+                ("mistake_share", "share"),
+            ]
             assert [row[2:] for row in rows] == [
                 [figure(r[k], kind) for k, kind in kinds] for r in expected
             ], sort
     page = get_page(as_manager, MODELS, period="30d", sort="-cost")
     assert tables_of(page)["models"] == [
-        ["claude-3-5-sonnet", "anthropic", "2", "1,000,000,001,000", "1,000,000,001,000",
-         "$18,000,000.02", "$0.009", "63,750 ms", "120,000 ms", "4.00 ★", "50.0%", "33.3%"],
-        ["gpt-4o", "openai", "19", "17,110", "4,470", "$0.09", "$0.00416937", "1,081 ms",
-         "6,250 ms", "2.67 ★", "66.7%", "50.0%"],
-        ["gpt-4o", "azure", "2", "900", "250", "$0.0049", "$0.00426087", "365 ms", "625 ms",
-         "2.67 ★", "66.7%", "50.0%"],
-        ["mistral-large", "mistral", "3", "1,300", "1,000", "$0.003", "$0.00130435", "403 ms",
-         "467 ms", "–", "–", "–"],
+        [
+            "claude-3-5-sonnet",
+            "anthropic",
+            "2",
+            "1,000,000,001,000",
+            "1,000,000,001,000",
+            "$18,000,000.02",
+            "$0.009",
+            "63,750 ms",
+            "120,000 ms",
+            "4.00 ★",
+            "50.0%",
+            "33.3%",
+        ],
+        [
+            "gpt-4o",
+            "openai",
+            "19",
+            "17,110",
+            "4,470",
+            "$0.09",
+            "$0.00416937",
+            "1,081 ms",
+            "6,250 ms",
+            "2.67 ★",
+            "66.7%",
+            "50.0%",
+        ],
+        [
+            "gpt-4o",
+            "azure",
+            "2",
+            "900",
+            "250",
+            "$0.0049",
+            "$0.00426087",
+            "365 ms",
+            "625 ms",
+            "2.67 ★",
+            "66.7%",
+            "50.0%",
+        ],
+        [
+            "mistral-large",
+            "mistral",
+            "3",
+            "1,300",
+            "1,000",
+            "$0.003",
+            "$0.00130435",
+            "403 ms",
+            "467 ms",
+            "–",
+            "–",
+            "–",
+        ],
         # never priced: the cost per 1,000 tokens is unknown, not $0
-        ["llama-3-70b", "groq", "2", "3,500", "950", "$0.00", "–", "4,000 ms", "4,000 ms",
-         "–", "–", "0.0%"],
-    ]  # fmt: skip
+        [
+            "llama-3-70b",
+            "groq",
+            "2",
+            "3,500",
+            "950",
+            "$0.00",
+            "–",
+            "4,000 ms",
+            "4,000 ms",
+            "–",
+            "–",
+            "0.0%",
+        ],
+    ]
     # Column headers link to the toggled sort, keeping the filters.
     assert 'href="?period=30d&amp;sort=cost"' in page
     assert 'href="?period=30d&amp;sort=-requests"' in page
@@ -362,16 +428,22 @@ def test_unknown_subject_is_404(as_manager):
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ({"period": "custom", "start": "2024-03-10", "end": "2024-03-01"},
-         "The end date is before the start date."),
-        ({"period": "custom", "start": "2024-03-10"},
-         "A custom range needs a start and an end date."),
-        ({"period": "custom", "start": "2020-01-01", "end": "2024-03-01"},
-         "A custom range may span at most three years."),
+        (
+            {"period": "custom", "start": "2024-03-10", "end": "2024-03-01"},
+            "The end date is before the start date.",
+        ),
+        (
+            {"period": "custom", "start": "2024-03-10"},
+            "A custom range needs a start and an end date.",
+        ),
+        (
+            {"period": "custom", "start": "2020-01-01", "end": "2024-03-01"},
+            "A custom range may span at most three years.",
+        ),
         ({"period": "custom", "start": "2024-13-45", "end": "2024-03-01"}, "Enter a valid date."),
         ({"period": "yesterday"}, "Select a valid choice."),
     ],
-)  # fmt: skip
+)
 def test_bad_filter_shows_an_error_not_a_500(as_manager, awkward, query, message):
     for url in (OVERVIEW, MODELS, user_url(awkward.ann), org_url(awkward.acme)):
         page = get_page(as_manager, url, **query)
@@ -385,9 +457,15 @@ def test_days_are_cut_in_the_zone_shown(client, manager, fixed_today, settings):
     settings.TIME_ZONE = "America/New_York"
     # 02:00 UTC on 15 March is 22:00 on 14 March in New York (EDT).
     ledger.add_usage(
-        [ModelUsage(model_name="gpt-4o", provider="openai", cost=Decimal("1.5"),
-                    timestamp=utc(2024, 3, 15, 2))]
-    )  # fmt: skip
+        [
+            ModelUsage(
+                model_name="gpt-4o",
+                provider="openai",
+                cost=Decimal("1.5"),
+                timestamp=utc(2024, 3, 15, 2),
+            )
+        ]
+    )
     client.force_login(manager)
 
     page = get_page(client, OVERVIEW, period="today")
@@ -400,9 +478,16 @@ def test_days_are_cut_in_the_zone_shown(client, manager, fixed_today, settings):
 def test_tiny_costs_read_in_full(client, manager, fixed_today, time_zone):
     # One cheap call: $0.00000015 (8 places, as stored).
     ledger.add_usage(
-        [ModelUsage(model_name="gpt-4o-mini", provider="openai", cost=Decimal("0.00000015"),
-                    prompt_tokens=1, timestamp=utc(2024, 3, 14, 12))]
-    )  # fmt: skip
+        [
+            ModelUsage(
+                model_name="gpt-4o-mini",
+                provider="openai",
+                cost=Decimal("0.00000015"),
+                prompt_tokens=1,
+                timestamp=utc(2024, 3, 14, 12),
+            )
+        ]
+    )
     client.force_login(manager)
 
     page = get_page(client, OVERVIEW, period="today")
@@ -445,21 +530,55 @@ def assert_csv_rows(rows, expected_rows, header):
 def _budget_rows(statuses):
     labels = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
     return [
-        [str(s.budget.organization or s.budget.user), s.budget.monthly_limit, s.spent, s.share,
-         s.projected, labels[s.state]]
+        [
+            str(s.budget.organization or s.budget.user),
+            s.budget.monthly_limit,
+            s.spent,
+            s.share,
+            s.projected,
+            labels[s.state],
+        ]
         for s in statuses
-    ]  # fmt: skip
+    ]
 
 
 SPEND = ["Cost", "Tokens", "Requests"]
-BUDGET_HEADER = ["Budget for", "Monthly limit", "Spent this month", "Share used",
-                 "Projected month end", "Status"]  # fmt: skip
-MODEL_HEADER = ["Model", "Provider", "Requests", "Input tokens", "Output tokens", "Cost",
-                "Cost / 1k tokens", "Avg latency", "p95 latency", "Avg rating", "Code success",
-                "Flagged mistakes"]  # fmt: skip
-MODEL_FIELDS = ["model_name", "provider", "requests", "prompt_tokens", "completion_tokens",
-                "cost", "cost_per_1k_tokens", "avg_latency_ms", "p95_latency_ms", "avg_rating",
-                "code_success_rate", "mistake_share"]  # fmt: skip
+BUDGET_HEADER = [
+    "Budget for",
+    "Monthly limit",
+    "Spent this month",
+    "Share used",
+    "Projected month end",
+    "Status",
+]
+MODEL_HEADER = [
+    "Model",
+    "Provider",
+    "Requests",
+    "Input tokens",
+    "Output tokens",
+    "Cost",
+    "Cost / 1k tokens",
+    "Avg latency",
+    "p95 latency",
+    "Avg rating",
+    "Code success",
+    "Flagged mistakes",
+]
+MODEL_FIELDS = [
+    "model_name",
+    "provider",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "cost_per_1k_tokens",
+    "avg_latency_ms",
+    "p95_latency_ms",
+    "avg_rating",
+    "code_success_rate",
+    "mistake_share",
+]
 
 
 def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
@@ -474,16 +593,20 @@ def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
 
         assert_csv_rows(
             export("top_users"),
-            [[r["label"], r["cost"], r["tokens"], r["requests"]]
-             for r in metrics.top_users(period, scope)],
+            [
+                [r["label"], r["cost"], r["tokens"], r["requests"]]
+                for r in metrics.top_users(period, scope)
+            ],
             ["App user", *SPEND],
-        )  # fmt: skip
+        )
         assert_csv_rows(
             export("top_organizations"),
-            [[r["label"], r["cost"], r["tokens"], r["requests"]]
-             for r in metrics.top_organizations(period, scope)],
+            [
+                [r["label"], r["cost"], r["tokens"], r["requests"]]
+                for r in metrics.top_organizations(period, scope)
+            ],
             ["Organisation", *SPEND],
-        )  # fmt: skip
+        )
         assert_csv_rows(
             export("cost_by_provider"),
             [[p, c] for p, c in metrics.cost_by_provider(period, scope)],
@@ -562,21 +685,38 @@ def data(request, awkward):
     for n in range(400):
         user = users[n % 40] if n % 7 else None
         rows.append(
-            ModelUsage(user=user, chat=None, organization=orgs[n % 5] if user is None else None,
-                       model_name=f"model-{n % 9}", provider=f"provider-{n % 4}",
-                       prompt_tokens=100 + n, completion_tokens=n, cost=Decimal(n) / 1000,
-                       timestamp=utc(2024, 3, 14, 12) - dt.timedelta(hours=5 * n),
-                       request_time_ms=n * 37 if n % 5 else None, is_streaming=bool(n % 2))
-        )  # fmt: skip
+            ModelUsage(
+                user=user,
+                chat=None,
+                organization=orgs[n % 5] if user is None else None,
+                model_name=f"model-{n % 9}",
+                provider=f"provider-{n % 4}",
+                prompt_tokens=100 + n,
+                completion_tokens=n,
+                cost=Decimal(n) / 1000,
+                timestamp=utc(2024, 3, 14, 12) - dt.timedelta(hours=5 * n),
+                request_time_ms=n * 37 if n % 5 else None,
+                is_streaming=bool(n % 2),
+            )
+        )
     ledger.add_usage(rows)
     for n, user in enumerate(users[:25]):
         chat = f.ChatFactory(user=awkward.ann if n < 5 else user, organization=awkward.acme)
-        answer = f.MessageFactory(chat=chat, role="assistant", model_name=f"model-{n % 9}",
-                                  created_at=utc(2024, 3, 10, n % 24))  # fmt: skip
-        f.MessageFeedbackFactory(message=answer, rating=1 + n % 5, model_name=f"model-{n % 9}",
-                                 created_at=utc(2024, 3, 10, n % 24))  # fmt: skip
-        f.CodeExecutionFactory(message=answer, model_name=f"model-{n % 9}",
-                               created_at=utc(2024, 3, 10, n % 24))  # fmt: skip
+        answer = f.MessageFactory(
+            chat=chat,
+            role="assistant",
+            model_name=f"model-{n % 9}",
+            created_at=utc(2024, 3, 10, n % 24),
+        )
+        f.MessageFeedbackFactory(
+            message=answer,
+            rating=1 + n % 5,
+            model_name=f"model-{n % 9}",
+            created_at=utc(2024, 3, 10, n % 24),
+        )
+        f.CodeExecutionFactory(
+            message=answer, model_name=f"model-{n % 9}", created_at=utc(2024, 3, 10, n % 24)
+        )
         f.BudgetFactory(organization=None, user=user, monthly_limit=Decimal(n + 1))
     for org in orgs:
         f.BudgetFactory(organization=org, monthly_limit=Decimal("10.00"))
@@ -590,8 +730,9 @@ def data(request, awkward):
 ADMIN_REQUEST = 4
 
 
-def test_query_counts_do_not_grow_with_rows(client, manager, data, fixed_today,
-                                            django_assert_num_queries):  # fmt: skip
+def test_query_counts_do_not_grow_with_rows(
+    client, manager, data, fixed_today, django_assert_num_queries
+):
     client.force_login(manager)
     # Overview: filter-bar choices (2); the providers chart (1); headline
     # totals now and before, each 3: sums, active and top users (one query),
@@ -635,12 +776,14 @@ def _pages(data):
 
 def _exports(data):
     return [
-        *(f"{OVERVIEW}?export={name}"
-          for name in ("top_users", "top_organizations", "cost_by_provider", "budgets")),
+        *(
+            f"{OVERVIEW}?export={name}"
+            for name in ("top_users", "top_organizations", "cost_by_provider", "budgets")
+        ),
         f"{MODELS}?export=models",
         *(f"{user_url(data.ann)}?export={name}" for name in ("by_model", "budgets")),
         *(f"{org_url(data.acme)}?export={name}" for name in ("by_model", "budgets")),
-    ]  # fmt: skip
+    ]
 
 
 def test_staff_get_403_from_every_page_and_export(client, staff, awkward):

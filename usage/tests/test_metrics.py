@@ -230,8 +230,10 @@ class Raw:
 
         def chat_scope(alias, chat_alias="c"):
             clauses, params = [], []
-            for column, value in (("user_id", scope.user_id),
-                                  ("organization_id", scope.organization_id)):  # fmt: skip
+            for column, value in (
+                ("user_id", scope.user_id),
+                ("organization_id", scope.organization_id),
+            ):
                 if value is not None:
                     clauses.append(f"{chat_alias}.{column} = %s")
                     params.append(value)
@@ -456,8 +458,12 @@ def test_totals_concrete_values_move_with_the_zone(awkward, time_zone):
     # 8 Mar 00:00 UTC (1,200 tokens) in UTC; 15 Mar 02:00 UTC (1,000) in New York.
     assert week["total_tokens"] == 2 * 10**12 + (22680 if time_zone == "UTC" else 22480)
     # 125 s is in the open last bucket, answered by its lower bound.
-    assert metrics.totals(Period(dt.date(2024, 3, 11), dt.date(2024, 3, 11)),
-                          Scope(user_id=awkward.cat.pk))["p95_latency_ms"] == 120_000  # fmt: skip
+    assert (
+        metrics.totals(
+            Period(dt.date(2024, 3, 11), dt.date(2024, 3, 11)), Scope(user_id=awkward.cat.pk)
+        )["p95_latency_ms"]
+        == 120_000
+    )
 
 
 def test_headline_changes_equal_plain_sql(awkward, time_zone):
@@ -586,10 +592,16 @@ def test_top_users_and_organizations_equal_plain_sql(awkward, time_zone):
 def test_top_users_stops_at_ten(awkward, time_zone):
     users = f.AppUserFactory.create_batch(11)
     ledger.add_usage(
-        ModelUsage(user=user, model_name="gpt-4o", provider="openai", prompt_tokens=1,
-                   cost=Decimal(n), timestamp=utc(2024, 3, 12, 12))
+        ModelUsage(
+            user=user,
+            model_name="gpt-4o",
+            provider="openai",
+            prompt_tokens=1,
+            cost=Decimal(n),
+            timestamp=utc(2024, 3, 12, 12),
+        )
         for n, user in enumerate(users, start=1)
-    )  # fmt: skip
+    )
 
     top = metrics.top_users(Period.preset("7d", TODAY), Scope())
 
@@ -609,9 +621,18 @@ def _sort_expected(rows, sort):
     return present + missing
 
 
-MODEL_KEYS = ("model_name", "provider", "requests", "prompt_tokens", "completion_tokens",
-              "cost_per_1k_tokens", "avg_latency_ms", "avg_rating", "code_success_rate",
-              "mistake_share")  # fmt: skip
+MODEL_KEYS = (
+    "model_name",
+    "provider",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_per_1k_tokens",
+    "avg_latency_ms",
+    "avg_rating",
+    "code_success_rate",
+    "mistake_share",
+)
 
 
 def _comparable(row):
@@ -712,17 +733,22 @@ def test_budget_statuses_equal_plain_sql(awkward, time_zone):
         assert status.share == pytest.approx(want["share"], rel=1e-12)
     assert [s.share for s in statuses] == sorted((s.share for s in statuses), reverse=True)
     states = {str(s.budget.organization or s.budget.user): s.state for s in statuses}
-    assert states == {
-        "Globex": "over",  # 18,000,000.0455 > 10,000,000
-        "ann@acme.test": "alert",  # 0.019875 of 0.02 (New York: 0.023375)
-        "Acme": "alert",  # 0.058 ≥ 5% of $1
-        "dan@solo.test": "ok",
-    } if time_zone == "UTC" else {
-        "Globex": "over",
-        "ann@acme.test": "over",
-        "Acme": "alert",
-        "dan@solo.test": "ok",
-    }  # fmt: skip
+    assert (
+        states
+        == {
+            "Globex": "over",  # 18,000,000.0455 > 10,000,000
+            "ann@acme.test": "alert",  # 0.019875 of 0.02 (New York: 0.023375)
+            "Acme": "alert",  # 0.058 ≥ 5% of $1
+            "dan@solo.test": "ok",
+        }
+        if time_zone == "UTC"
+        else {
+            "Globex": "over",
+            "ann@acme.test": "over",
+            "Acme": "alert",
+            "dan@solo.test": "ok",
+        }
+    )
 
 
 def test_budget_statuses_concrete_and_scoped(awkward, time_zone):
@@ -749,10 +775,15 @@ def test_p95_stays_in_the_bucket_when_the_rank_ends_a_bucket(time_zone):
     # 19 calls under 50 ms and one of 5 s: the 19th of 20 (the p95) is < 50 ms.
     times = [10 + i for i in range(19)] + [5000]
     ledger.add_usage(
-        ModelUsage(model_name="gpt-4o", provider="openai", cost=Decimal("0.001"),
-                   timestamp=utc(2024, 3, 14, 12), request_time_ms=ms)
+        ModelUsage(
+            model_name="gpt-4o",
+            provider="openai",
+            cost=Decimal("0.001"),
+            timestamp=utc(2024, 3, 14, 12),
+            request_time_ms=ms,
+        )
         for ms in times
-    )  # fmt: skip
+    )
 
     p95 = metrics.totals(Period(TODAY, TODAY), Scope())["p95_latency_ms"]
 
@@ -790,8 +821,10 @@ def snapshot(data):
                 metrics.cost_by_model(period, scope),
             )
         )
-    budgets = [(s.budget.pk, s.spent, s.projected, s.share, s.state)
-               for s in metrics.budget_statuses(today=TODAY)]  # fmt: skip
+    budgets = [
+        (s.budget.pk, s.spent, s.projected, s.share, s.state)
+        for s in metrics.budget_statuses(today=TODAY)
+    ]
     return _normalised(figures), _normalised(budgets)
 
 
@@ -843,12 +876,20 @@ def test_moved_rows_leave_no_zero_provider_or_model(awkward, time_zone):
     """upsert_usage moving rows to another model and provider leaves +1/-1
     roll-up rows for the old key; no figure may show the emptied key."""
     moved = [
-        ModelUsage(user=awkward.dan, model_name="mistral-large", provider="mistral",
-                   prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                   cost=usage.cost, timestamp=usage.timestamp, is_streaming=usage.is_streaming,
-                   request_time_ms=usage.request_time_ms, source_pk=usage.source_pk)
+        ModelUsage(
+            user=awkward.dan,
+            model_name="mistral-large",
+            provider="mistral",
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost=usage.cost,
+            timestamp=usage.timestamp,
+            is_streaming=usage.is_streaming,
+            request_time_ms=usage.request_time_ms,
+            source_pk=usage.source_pk,
+        )
         for usage in ModelUsage.objects.filter(provider="azure")
-    ]  # fmt: skip
+    ]
     assert len(moved) == 2
     assert len(ledger.upsert_usage(awkward.aa, moved)["updated"]) == 2
     # The emptied key is still in the roll-ups, summing to zero.

@@ -53,17 +53,21 @@ def demo(time_zone):
         .order_by("-created_at")
         .first()
     )
-    chat = f.ChatFactory(user=report.user, organization=report.user.organization,
-                         title="Churn drivers in the CRM export")  # fmt: skip
-    for kind, data in (("statistical", {"correlation": {"tenure": -0.35, "support_calls": 0.41}}),
-                       ("ml", {"model": "gradient_boosting", "auc": 0.87})):  # fmt: skip
+    chat = f.ChatFactory(
+        user=report.user,
+        organization=report.user.organization,
+        title="Churn drivers in the CRM export",
+    )
+    for kind, data in (
+        ("statistical", {"correlation": {"tenure": -0.35, "support_calls": 0.41}}),
+        ("ml", {"model": "gradient_boosting", "auc": 0.87}),
+    ):
         f.AnalysisResultFactory(chat=chat, analysis_type=kind, result_data=data)
     return report
 
 
 def _manager():
-    return f.UserFactory(username="manager", groups=["Managers"],
-                         password=make_password(PASSWORD))  # fmt: skip
+    return f.UserFactory(username="manager", groups=["Managers"], password=make_password(PASSWORD))
 
 
 def _charts_drawn(page, count):

@@ -60,8 +60,14 @@ def world(time_zone):
     tts = f.SourceFactory(name="text-to-sql", kind="text_to_sql")
 
     def user(name, org, source, created):
-        return f.AppUserFactory(username=name, email=f"{name}@example.test", organization=org,
-                                source=source, source_pk=name, created_at=created)  # fmt: skip
+        return f.AppUserFactory(
+            username=name,
+            email=f"{name}@example.test",
+            organization=org,
+            source=source,
+            source_pk=name,
+            created_at=created,
+        )
 
     # 4 Mar 04:30 UTC is Sunday 3 March 23:30 in New York; 11 Mar 03:00 UTC
     # is Sunday 10 March 23:00 there: both sign up a week earlier in New York.
@@ -72,8 +78,14 @@ def world(time_zone):
     user("eve", acme, aa, utc(2024, 3, 12, 12))  # never active
 
     def chat(name, who, org, source, created):
-        return f.ChatFactory(title=name, user=who, organization=org, source=source,
-                             source_pk=name, created_at=created)  # fmt: skip
+        return f.ChatFactory(
+            title=name,
+            user=who,
+            organization=org,
+            source=source,
+            source_pk=name,
+            created_at=created,
+        )
 
     chat_ann = chat("ann's sales", ann, acme, aa, utc(2024, 3, 4, 5))
     chat_ann2 = chat("ann's march", ann, acme, aa, utc(2024, 3, 1, 0, 0, 0))
@@ -85,8 +97,14 @@ def world(time_zone):
     numbers = iter(range(1, 1000))
 
     def message(chat_, when, role="user", **extra):
-        return f.MessageFactory(chat=chat_, role=role, created_at=when, source=chat_.source,
-                                source_pk=f"m{next(numbers)}", **extra)  # fmt: skip
+        return f.MessageFactory(
+            chat=chat_,
+            role=role,
+            created_at=when,
+            source=chat_.source,
+            source_pk=f"m{next(numbers)}",
+            **extra,
+        )
 
     def answer(chat_, when, **extra):
         return message(chat_, when, role="assistant", **extra)
@@ -119,53 +137,138 @@ def world(time_zone):
     def execution(n, msg, ok, model, provider, created, updated=None, chat_=None, **extra):
         chat_ = msg.chat if msg else chat_
         return f.CodeExecutionFactory(
-            message=msg, chat=chat_, user=chat_.user if chat_ else None, is_successful=ok,
-            model_name=model, model_provider=provider, created_at=created, updated_at=updated,
-            source=chat_.source if chat_ else aa, source_pk=f"e{n}", **extra,
-        )  # fmt: skip
+            message=msg,
+            chat=chat_,
+            user=chat_.user if chat_ else None,
+            is_successful=ok,
+            model_name=model,
+            model_provider=provider,
+            created_at=created,
+            updated_at=updated,
+            source=chat_.source if chat_ else aa,
+            source_pk=f"e{n}",
+            **extra,
+        )
 
     same = {"initial_code": "print(1)", "latest_code": "print(1)"}
     execution(1, a1, True, "gpt-4o", "openai", utc(2024, 3, 4, 5, 3), utc(2024, 3, 4, 5, 3, 40))
-    execution(11, a1, True, "gpt-4o", "openai", utc(2024, 3, 4, 5, 4), utc(2024, 3, 4, 5, 4),
-              **same)  # fmt: skip
-    execution(2, a2, False, "gpt-4o", "openai", utc(2024, 3, 13, 23, 59, 59), None,
-              error_messages={"planner_preprocessing_agent": traceback("KeyError: 'revenue'"),
-                              "data_viz_agent": "Timeout after 30 seconds"},
-              failed_agents=["planner_preprocessing_agent"], **same)  # fmt: skip
-    execution(3, a2, False, "gpt-4o", "openai", utc(2024, 3, 14, 0, 0, 0),
-              utc(2024, 3, 14, 0, 0, 10),
-              error_messages={"planner_preprocessing_agent":
-                              traceback("KeyError: 'sales'", 9) + "\r\n\n"},
-              failed_agents=["planner_preprocessing_agent"])  # fmt: skip
-    execution(4, a3, False, None, None, utc(2024, 3, 14, 3), utc(2024, 3, 14, 2, 59),
-              error_messages=["ValueError: could not convert: 'N/A'",
-                              "  pandas.errors.ParserError: Error tokenizing data  "],
-              failed_agents=None)  # fmt: skip
-    execution(5, b1, False, "claude", "anthropic", utc(2024, 3, 11, 3, 12),
-              utc(2024, 3, 11, 3, 13), error_messages="Error: something broke\n",
-              failed_agents=[])  # fmt: skip
-    execution(6, b2, True, "claude", "anthropic", utc(2024, 3, 12, 10, 2),
-              utc(2024, 3, 12, 10, 2), **same)  # fmt: skip
+    execution(
+        11, a1, True, "gpt-4o", "openai", utc(2024, 3, 4, 5, 4), utc(2024, 3, 4, 5, 4), **same
+    )
+    execution(
+        2,
+        a2,
+        False,
+        "gpt-4o",
+        "openai",
+        utc(2024, 3, 13, 23, 59, 59),
+        None,
+        error_messages={
+            "planner_preprocessing_agent": traceback("KeyError: 'revenue'"),
+            "data_viz_agent": "Timeout after 30 seconds",
+        },
+        failed_agents=["planner_preprocessing_agent"],
+        **same,
+    )
+    execution(
+        3,
+        a2,
+        False,
+        "gpt-4o",
+        "openai",
+        utc(2024, 3, 14, 0, 0, 0),
+        utc(2024, 3, 14, 0, 0, 10),
+        error_messages={
+            "planner_preprocessing_agent": traceback("KeyError: 'sales'", 9) + "\r\n\n"
+        },
+        failed_agents=["planner_preprocessing_agent"],
+    )
+    execution(
+        4,
+        a3,
+        False,
+        None,
+        None,
+        utc(2024, 3, 14, 3),
+        utc(2024, 3, 14, 2, 59),
+        error_messages=[
+            "ValueError: could not convert: 'N/A'",
+            "  pandas.errors.ParserError: Error tokenizing data  ",
+        ],
+        failed_agents=None,
+    )
+    execution(
+        5,
+        b1,
+        False,
+        "claude",
+        "anthropic",
+        utc(2024, 3, 11, 3, 12),
+        utc(2024, 3, 11, 3, 13),
+        error_messages="Error: something broke\n",
+        failed_agents=[],
+    )
+    execution(
+        6, b2, True, "claude", "anthropic", utc(2024, 3, 12, 10, 2), utc(2024, 3, 12, 10, 2), **same
+    )
     # No message and no chat: counted, but in no chat and no transcript.
-    execution(7, None, False, "gpt-4o", "openai", utc(2024, 3, 10, 4, 59, 59),
-              error_messages=None, failed_agents=["sk_learn_agent"])  # fmt: skip
-    execution(8, a4, False, "claude", "anthropic", utc(2024, 3, 14, 4), utc(2024, 3, 14, 4, 2),
-              error_messages={}, failed_agents=None)  # fmt: skip
+    execution(
+        7,
+        None,
+        False,
+        "gpt-4o",
+        "openai",
+        utc(2024, 3, 10, 4, 59, 59),
+        error_messages=None,
+        failed_agents=["sk_learn_agent"],
+    )
+    execution(
+        8,
+        a4,
+        False,
+        "claude",
+        "anthropic",
+        utc(2024, 3, 14, 4),
+        utc(2024, 3, 14, 4, 2),
+        error_messages={},
+        failed_agents=None,
+    )
     stats = "\n\nline one\n  NameError: name 'x' is not defined\n"
-    execution(9, n1, False, "gpt-4o", "openai", utc(2024, 3, 14, 0, 0, 1),
-              error_messages={"sql_agent": "", "viz_agent": None, "stats_agent": stats},
-              failed_agents=["viz_agent"])  # fmt: skip
+    execution(
+        9,
+        n1,
+        False,
+        "gpt-4o",
+        "openai",
+        utc(2024, 3, 14, 0, 0, 1),
+        error_messages={"sql_agent": "", "viz_agent": None, "stats_agent": stats},
+        failed_agents=["viz_agent"],
+    )
     execution(10, d1, True, "llama", "groq", utc(2024, 3, 15, 2), None, initial_code=None)
-    execution(12, a0, False, "gpt-4o", "openai", utc(2024, 3, 1, 0, 0, 40),
-              utc(2024, 3, 1, 0, 1, 40), error_messages={"agent_x": "SyntaxError: invalid syntax"},
-              failed_agents=["agent_x"])  # fmt: skip
+    execution(
+        12,
+        a0,
+        False,
+        "gpt-4o",
+        "openai",
+        utc(2024, 3, 1, 0, 0, 40),
+        utc(2024, 3, 1, 0, 1, 40),
+        error_messages={"agent_x": "SyntaxError: invalid syntax"},
+        failed_agents=["agent_x"],
+    )
 
     def feedback(n, msg, rating, model, provider, created, temperature=None, max_tokens=None):
         return f.MessageFeedbackFactory(
-            message=msg, rating=rating, model_name=model, model_provider=provider,
-            temperature=temperature, max_tokens=max_tokens, created_at=created,
-            source=msg.source, source_pk=f"f{n}",
-        )  # fmt: skip
+            message=msg,
+            rating=rating,
+            model_name=model,
+            model_provider=provider,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            created_at=created,
+            source=msg.source,
+            source_pk=f"f{n}",
+        )
 
     feedback(1, a1, 5, "gpt-4o", "openai", utc(2024, 3, 4, 5, 5), 0.0, 1000)
     feedback(2, a2, 1, "gpt-4o", "openai", utc(2024, 3, 14, 0, 0, 0), 0.3, 2000)
@@ -181,8 +284,13 @@ def world(time_zone):
 
     def session(who, start, seconds):
         end = None if seconds is None else start + dt.timedelta(seconds=seconds)
-        return f.UserSessionFactory(user=who, session_start=start, session_end=end,
-                                    source=who.source, source_pk=f"s{next(numbers)}")  # fmt: skip
+        return f.UserSessionFactory(
+            user=who,
+            session_start=start,
+            session_end=end,
+            source=who.source,
+            source_pk=f"s{next(numbers)}",
+        )
 
     session(ann, utc(2024, 3, 13, 23, 59, 59), 90)
     session(ann, utc(2024, 3, 14, 0, 0, 0), None)
@@ -192,25 +300,44 @@ def world(time_zone):
     session(dan, utc(2024, 3, 15, 2), 45)
 
     def usage(n, who, model, provider, when, source, tokens):
-        return ModelUsage(user=who, model_name=model, provider=provider, prompt_tokens=tokens,
-                          completion_tokens=tokens // 2, cost=Decimal("0.001"), timestamp=when,
-                          source=source, source_pk=f"u{n}")  # fmt: skip
+        return ModelUsage(
+            user=who,
+            model_name=model,
+            provider=provider,
+            prompt_tokens=tokens,
+            completion_tokens=tokens // 2,
+            cost=Decimal("0.001"),
+            timestamp=when,
+            source=source,
+            source_pk=f"u{n}",
+        )
 
-    rows = ledger.add_usage([
-        usage(1, dan, "gpt-4o", "openai", utc(2024, 3, 14, 3, 5), tts, 1000),
-        usage(2, dan, "llama", "groq", utc(2024, 3, 13, 23, 59, 59), tts, 800),
-        usage(3, cat, "gpt-4o", "openai", utc(2024, 3, 10, 4, 59, 59), tts, 600),
-        usage(4, None, "gpt-4o", "openai", utc(2024, 3, 14, 0, 0, 0), aa, 400),
-        usage(5, ann, "claude", "anthropic", utc(2024, 3, 14, 4), aa, 300),
-        usage(6, bob, "gpt-4o", "openai", utc(2024, 3, 11, 3, 11), aa, 200),
-    ])  # fmt: skip
+    rows = ledger.add_usage(
+        [
+            usage(1, dan, "gpt-4o", "openai", utc(2024, 3, 14, 3, 5), tts, 1000),
+            usage(2, dan, "llama", "groq", utc(2024, 3, 13, 23, 59, 59), tts, 800),
+            usage(3, cat, "gpt-4o", "openai", utc(2024, 3, 10, 4, 59, 59), tts, 600),
+            usage(4, None, "gpt-4o", "openai", utc(2024, 3, 14, 0, 0, 0), aa, 400),
+            usage(5, ann, "claude", "anthropic", utc(2024, 3, 14, 4), aa, 300),
+            usage(6, bob, "gpt-4o", "openai", utc(2024, 3, 11, 3, 11), aa, 200),
+        ]
+    )
 
     def query(n, who, ok, seconds, count, when, error=None, use=None, query_id=None):
         return QueryAnalytics.objects.create(
-            user=who, success=ok, execution_time=seconds, row_count=count, timestamp=when,
-            error_message=error, usage=use, query_id=query_id or f"q{n}",
-            question=f"question {n}", sql_query=f"SELECT {n}", source=tts, source_pk=f"q{n}",
-        )  # fmt: skip
+            user=who,
+            success=ok,
+            execution_time=seconds,
+            row_count=count,
+            timestamp=when,
+            error_message=error,
+            usage=use,
+            query_id=query_id or f"q{n}",
+            question=f"question {n}",
+            sql_query=f"SELECT {n}",
+            source=tts,
+            source_pk=f"q{n}",
+        )
 
     relation = 'relation "sales" does not exist'
     query(1, dan, True, 0.5, 5, utc(2024, 3, 14, 3, 5), use=rows[0], query_id="q-dan-1")
@@ -225,9 +352,20 @@ def world(time_zone):
     query(10, ann, False, 0.3, None, utc(2024, 3, 13, 13))  # failed without an error text
     query(11, dan, True, 1.5, 1001, utc(2024, 3, 14, 12))
 
-    return SimpleNamespace(acme=acme, globex=globex, aa=aa, ds=ds, tts=tts, ann=ann, bob=bob,
-                           cat=cat, dan=dan, chat_ann=chat_ann, chat_anon=chat_anon,
-                           a2=a2)  # fmt: skip
+    return SimpleNamespace(
+        acme=acme,
+        globex=globex,
+        aa=aa,
+        ds=ds,
+        tts=tts,
+        ann=ann,
+        bob=bob,
+        cat=cat,
+        dan=dan,
+        chat_ann=chat_ann,
+        chat_anon=chat_anon,
+        a2=a2,
+    )
 
 
 # -- plain SQL on the raw rows ---------------------------------------------------
@@ -339,9 +477,24 @@ class Raw:
             FROM chats_codeexecution e LEFT JOIN chats_chat c ON c.id = e.chat_id
             """
         )
-        keys = ("id", "created_at", "updated_at", "ok", "model", "provider", "source", "chat_id",
-                "message_id", "initial", "latest", "failed_agents", "error_messages", "user",
-                "organization", "title")  # fmt: skip
+        keys = (
+            "id",
+            "created_at",
+            "updated_at",
+            "ok",
+            "model",
+            "provider",
+            "source",
+            "chat_id",
+            "message_id",
+            "initial",
+            "latest",
+            "failed_agents",
+            "error_messages",
+            "user",
+            "organization",
+            "title",
+        )
         found = []
         for values in rows:
             row = dict(zip(keys, values, strict=True))
@@ -352,12 +505,20 @@ class Raw:
             )
             row["failed_agents"] = _json(row["failed_agents"])
             row["error_messages"] = _json(row["error_messages"])
-            row["changed"] = (row["initial"] is not None and row["latest"] is not None
-                              and row["initial"] != row["latest"])  # fmt: skip
+            row["changed"] = (
+                row["initial"] is not None
+                and row["latest"] is not None
+                and row["initial"] != row["latest"]
+            )
             if self.within(row["created_at"], period) and self.matches(
-                row, scope, user="user", organization="organization", source="source",
-                model="model", provider="provider",
-            ):  # fmt: skip
+                row,
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+                model="model",
+                provider="provider",
+            ):
                 found.append(row)
         return found
 
@@ -371,8 +532,20 @@ class Raw:
             JOIN chats_chat c ON c.id = m.chat_id
             """
         )
-        keys = ("id", "created_at", "rating", "model", "provider", "temperature", "max_tokens",
-                "source", "agent_type", "message_id", "user", "organization")  # fmt: skip
+        keys = (
+            "id",
+            "created_at",
+            "rating",
+            "model",
+            "provider",
+            "temperature",
+            "max_tokens",
+            "source",
+            "agent_type",
+            "message_id",
+            "user",
+            "organization",
+        )
         found = []
         for values in rows:
             row = dict(zip(keys, values, strict=True))
@@ -389,7 +562,7 @@ class Raw:
                     provider="provider",
                 )
             ):
-                found.append(row)  # fmt: skip
+                found.append(row)
         return found
 
     def messages(self, period, scope, **columns):
@@ -401,8 +574,19 @@ class Raw:
             FROM chats_message m JOIN chats_chat c ON c.id = m.chat_id
             """
         )
-        keys = ("id", "created_at", "role", "model", "mistake", "source", "chat_id", "user",
-                "organization", "chat_source", "rating")  # fmt: skip
+        keys = (
+            "id",
+            "created_at",
+            "role",
+            "model",
+            "mistake",
+            "source",
+            "chat_id",
+            "user",
+            "organization",
+            "chat_source",
+            "rating",
+        )
         columns = columns or {"user": "user", "organization": "organization", "source": "source"}
         found = []
         for values in rows:
@@ -418,9 +602,14 @@ class Raw:
             dict(zip(("id", "created_at", "user", "organization", "source"), r, strict=True))
             for r in rows
             if self.within(r[1], period)
-            and self.matches({"user": r[2], "organization": r[3], "source": r[4]}, scope,
-                             user="user", organization="organization", source="source")
-        ]  # fmt: skip
+            and self.matches(
+                {"user": r[2], "organization": r[3], "source": r[4]},
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+            )
+        ]
 
     def app_users(self, period, scope):
         rows = _sql("SELECT id, created_at, organization_id, source_id FROM core_appuser")
@@ -428,9 +617,14 @@ class Raw:
             {"id": r[0], "created_at": _aware(r[1])}
             for r in rows
             if self.within(r[1], period)
-            and self.matches({"user": r[0], "organization": r[2], "source": r[3]}, scope,
-                             user="user", organization="organization", source="source")
-        ]  # fmt: skip
+            and self.matches(
+                {"user": r[0], "organization": r[2], "source": r[3]},
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+            )
+        ]
 
     def sessions(self, period, scope):
         rows = _sql(
@@ -441,9 +635,14 @@ class Raw:
             {"start": _aware(r[1]), "end": _aware(r[2])}
             for r in rows
             if self.within(r[1], period)
-            and self.matches({"user": r[3], "organization": r[4], "source": r[5]}, scope,
-                             user="user", organization="organization", source="source")
-        ]  # fmt: skip
+            and self.matches(
+                {"user": r[3], "organization": r[4], "source": r[5]},
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+            )
+        ]
 
     def queries(self, period, scope):
         rows = _sql(
@@ -455,17 +654,34 @@ class Raw:
             LEFT JOIN usage_modelusage mu ON mu.id = q.usage_id
             """
         )
-        keys = ("id", "timestamp", "success", "time", "rows", "error", "query_id", "user",
-                "organization", "source", "model", "provider")  # fmt: skip
+        keys = (
+            "id",
+            "timestamp",
+            "success",
+            "time",
+            "rows",
+            "error",
+            "query_id",
+            "user",
+            "organization",
+            "source",
+            "model",
+            "provider",
+        )
         found = []
         for values in rows:
             row = dict(zip(keys, values, strict=True))
             row["success"] = None if row["success"] is None else bool(row["success"])
             row["timestamp"] = _aware(row["timestamp"])
             if self.within(row["timestamp"], period) and self.matches(
-                row, scope, user="user", organization="organization", source="source",
-                model="model", provider="provider",
-            ):  # fmt: skip
+                row,
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+                model="model",
+                provider="provider",
+            ):
                 found.append(row)
         return found
 
@@ -478,9 +694,14 @@ class Raw:
             {"source": r[1], "organization": r[2], "tokens": r[4]}
             for r in rows
             if self.within(r[0], period)
-            and self.matches({"user": r[3], "organization": r[2], "source": r[1]}, scope,
-                             user="user", organization="organization", source="source")
-        ]  # fmt: skip
+            and self.matches(
+                {"user": r[3], "organization": r[2], "source": r[1]},
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+            )
+        ]
 
     # -- code execution ---------------------------------------------------------------
 
@@ -490,18 +711,25 @@ class Raw:
         chats = {r["chat_id"] for r in rows if r["chat_id"] is not None}
         retried = sum(r["changed"] for r in rows)
         return {
-            "executions": n, "successes": ok, "retried": retried, "chats": len(chats),
-            "failures": n - ok, "success_rate": ratio(ok, n), "retried_share": ratio(retried, n),
+            "executions": n,
+            "successes": ok,
+            "retried": retried,
+            "chats": len(chats),
+            "failures": n - ok,
+            "success_rate": ratio(ok, n),
+            "retried_share": ratio(retried, n),
             "per_chat": ratio(sum(r["chat_id"] is not None for r in rows), len(chats)),
-        }  # fmt: skip
+        }
 
     def success_per_day(self, period, scope):
         by_day = defaultdict(lambda: [0, 0])
         for r in self.executions(period, scope):
             by_day[self.day(r["created_at"])][0] += 1
             by_day[self.day(r["created_at"])][1] += r["ok"]
-        return [(d, *by_day.get(d, (0, 0)), ratio(by_day[d][1], by_day[d][0]) if d in by_day
-                 else None) for d in period.each_day()]  # fmt: skip
+        return [
+            (d, *by_day.get(d, (0, 0)), ratio(by_day[d][1], by_day[d][0]) if d in by_day else None)
+            for d in period.each_day()
+        ]
 
     def success_by_model(self, period, scope):
         groups = defaultdict(list)
@@ -514,11 +742,26 @@ class Raw:
                 sum(r["ok"] for r in items),
                 sum(r["changed"] for r in items),
             )
-            rows.append({"model_name": model, "model_provider": provider, "executions": n,
-                         "successes": ok, "retried": retried, "failures": n - ok,
-                         "success_rate": ok / n, "retried_share": retried / n})  # fmt: skip
-        rows.sort(key=lambda r: (-r["executions"], r["model_name"] is None, r["model_name"] or "",
-                                 r["model_provider"] or ""))  # fmt: skip
+            rows.append(
+                {
+                    "model_name": model,
+                    "model_provider": provider,
+                    "executions": n,
+                    "successes": ok,
+                    "retried": retried,
+                    "failures": n - ok,
+                    "success_rate": ok / n,
+                    "retried_share": retried / n,
+                }
+            )
+        rows.sort(
+            key=lambda r: (
+                -r["executions"],
+                r["model_name"] is None,
+                r["model_name"] or "",
+                r["model_provider"] or "",
+            )
+        )
         return rows
 
     def error_entries(self, period, scope):
@@ -544,9 +787,15 @@ class Raw:
                 agents.add(agent)
             if last is not None:
                 lines.append(last)
-        rows = [{"error_type": kind, "executions": len(ids), "agents": len(agents),
-                 "example": min(lines) if lines else None}
-                for kind, (ids, agents, lines) in groups.items()]  # fmt: skip
+        rows = [
+            {
+                "error_type": kind,
+                "executions": len(ids),
+                "agents": len(agents),
+                "example": min(lines) if lines else None,
+            }
+            for kind, (ids, agents, lines) in groups.items()
+        ]
         rows.sort(key=lambda r: (-r["executions"], r["error_type"]))
         return rows
 
@@ -556,9 +805,15 @@ class Raw:
         for r in failing:
             for agent in agents_of(r):
                 groups[agent].append(r)
-        rows = [{"agent": agent, "executions": len(items), "share": len(items) / len(failing),
-                 "chats": len({r["chat_id"] for r in items if r["chat_id"] is not None})}
-                for agent, items in groups.items()]  # fmt: skip
+        rows = [
+            {
+                "agent": agent,
+                "executions": len(items),
+                "share": len(items) / len(failing),
+                "chats": len({r["chat_id"] for r in items if r["chat_id"] is not None}),
+            }
+            for agent, items in groups.items()
+        ]
         rows.sort(key=lambda r: (-r["executions"], r["agent"]))
         return rows
 
@@ -577,15 +832,24 @@ class Raw:
         for r in self.executions(period, scope):
             if r["chat_id"] is not None:
                 groups[(r["chat_id"], r["title"])].append(r)
-        rows = [{"chat_id": chat_id, "chat__title": title, "executions": len(items),
-                 "failures": sum(not r["ok"] for r in items)}
-                for (chat_id, title), items in groups.items()]  # fmt: skip
+        rows = [
+            {
+                "chat_id": chat_id,
+                "chat__title": title,
+                "executions": len(items),
+                "failures": sum(not r["ok"] for r in items),
+            }
+            for (chat_id, title), items in groups.items()
+        ]
         rows.sort(key=lambda r: (-r["executions"], -r["failures"], r["chat_id"]))
         return rows[:10]
 
     def slowest(self, period, scope):
-        rows = [r for r in self.executions(period, scope)
-                if r["updated_at"] is not None and r["updated_at"] > r["created_at"]]  # fmt: skip
+        rows = [
+            r
+            for r in self.executions(period, scope)
+            if r["updated_at"] is not None and r["updated_at"] > r["created_at"]
+        ]
         rows.sort(key=lambda r: (-(r["updated_at"] - r["created_at"]).total_seconds(), -r["id"]))
         return [(r["id"], r["updated_at"] - r["created_at"]) for r in rows[:10]]
 
@@ -598,11 +862,24 @@ class Raw:
         for message_id, items in groups.items():
             runs, changed = len(items), sum(r["changed"] for r in items)
             if runs > 1 or changed:
-                rows.append({"message_id": message_id, "runs": runs, "changed": changed,
-                             "failures": sum(not r["ok"] for r in items),
-                             "last": max(r["created_at"] for r in items)})  # fmt: skip
-        rows.sort(key=lambda r: (-r["runs"], -r["changed"], -r["failures"],
-                                 -r["last"].timestamp(), -r["message_id"]))  # fmt: skip
+                rows.append(
+                    {
+                        "message_id": message_id,
+                        "runs": runs,
+                        "changed": changed,
+                        "failures": sum(not r["ok"] for r in items),
+                        "last": max(r["created_at"] for r in items),
+                    }
+                )
+        rows.sort(
+            key=lambda r: (
+                -r["runs"],
+                -r["changed"],
+                -r["failures"],
+                -r["last"].timestamp(),
+                -r["message_id"],
+            )
+        )
         return rows[:10]
 
     # -- feedback -----------------------------------------------------------------------
@@ -611,8 +888,12 @@ class Raw:
     def _ratings(items):
         n = len(items)
         low = sum(r["rating"] <= 2 for r in items)
-        return {"ratings": n, "average": sum(r["rating"] for r in items) / n if n else None,
-                "low": low, "low_share": ratio(low, n)}  # fmt: skip
+        return {
+            "ratings": n,
+            "average": sum(r["rating"] for r in items) / n if n else None,
+            "low": low,
+            "low_share": ratio(low, n),
+        }
 
     def feedback_totals(self, period, scope):
         row = self._ratings(self.feedback(period, scope))
@@ -630,26 +911,44 @@ class Raw:
     def mistake_rows(self, period, scope):
         if scope.provider:
             return []
-        return [m for m in self.messages(period, scope, user="user", organization="organization",
-                                         source="source", model="model")
-                if m["role"] == "assistant"]  # fmt: skip
+        return [
+            m
+            for m in self.messages(
+                period,
+                scope,
+                user="user",
+                organization="organization",
+                source="source",
+                model="model",
+            )
+            if m["role"] == "assistant"
+        ]
 
     def rating_per_day(self, period, scope):
         by_day = defaultdict(list)
         for r in self.feedback(period, scope):
             by_day[self.day(r["created_at"])].append(r["rating"])
-        return [(d, len(by_day.get(d, [])),
-                 sum(by_day[d]) / len(by_day[d]) if by_day.get(d) else None)
-                for d in period.each_day()]  # fmt: skip
+        return [
+            (d, len(by_day.get(d, [])), sum(by_day[d]) / len(by_day[d]) if by_day.get(d) else None)
+            for d in period.each_day()
+        ]
 
     def rating_by_model(self, period, scope):
         groups = defaultdict(list)
         for r in self.feedback(period, scope):
             groups[(r["model"], r["provider"])].append(r)
-        rows = [{"model_name": m, "model_provider": p, **self._ratings(items)}
-                for (m, p), items in groups.items()]  # fmt: skip
-        rows.sort(key=lambda r: (r["average"], -r["ratings"], r["model_name"] or "",
-                                 r["model_provider"] or ""))  # fmt: skip
+        rows = [
+            {"model_name": m, "model_provider": p, **self._ratings(items)}
+            for (m, p), items in groups.items()
+        ]
+        rows.sort(
+            key=lambda r: (
+                r["average"],
+                -r["ratings"],
+                r["model_name"] or "",
+                r["model_provider"] or "",
+            )
+        )
         return rows
 
     def rating_by_agent(self, period, scope):
@@ -659,8 +958,10 @@ class Raw:
         for r in given:
             if r["agent_type"] is not None:
                 by_agent[r["agent_type"]].append(r)
-        rows += [{"agent": a, "known_from": "message agent", **self._ratings(items)}
-                 for a, items in by_agent.items()]  # fmt: skip
+        rows += [
+            {"agent": a, "known_from": "message agent", **self._ratings(items)}
+            for a, items in by_agent.items()
+        ]
         everything = Period(dt.date(2000, 1, 1), dt.date(2100, 1, 1))
         failing = [e for e in self.executions(everything, Scope()) if not e["ok"]]
         by_failed = defaultdict(dict)
@@ -669,8 +970,10 @@ class Raw:
                 if e["message_id"] == r["message_id"]:
                     for agent in agents_of(e) - {quality.NO_AGENT}:
                         by_failed[agent][r["id"]] = r
-        rows += [{"agent": a, "known_from": "code failed", **self._ratings(list(items.values()))}
-                 for a, items in by_failed.items()]  # fmt: skip
+        rows += [
+            {"agent": a, "known_from": "code failed", **self._ratings(list(items.values()))}
+            for a, items in by_failed.items()
+        ]
         rows.sort(key=lambda r: (r["average"], -r["ratings"], r["agent"], r["known_from"]))
         return rows
 
@@ -694,10 +997,15 @@ class Raw:
         for m in self.mistake_rows(period, scope):
             if m["model"] is not None:
                 groups[m["model"]].append(m)
-        rows = [{"model_name": model, "answers": len(items),
-                 "mistakes": sum(m["mistake"] for m in items),
-                 "share": sum(m["mistake"] for m in items) / len(items)}
-                for model, items in groups.items()]  # fmt: skip
+        rows = [
+            {
+                "model_name": model,
+                "answers": len(items),
+                "mistakes": sum(m["mistake"] for m in items),
+                "share": sum(m["mistake"] for m in items) / len(items),
+            }
+            for model, items in groups.items()
+        ]
         rows.sort(key=lambda r: (-r["mistakes"], r["model_name"]))
         return rows
 
@@ -708,8 +1016,11 @@ class Raw:
 
     def activity_totals(self, period, scope):
         sessions = self.sessions(period, scope)
-        lengths = [(s["end"] - s["start"]).total_seconds() for s in sessions
-                   if s["end"] is not None and s["end"] >= s["start"]]  # fmt: skip
+        lengths = [
+            (s["end"] - s["start"]).total_seconds()
+            for s in sessions
+            if s["end"] is not None and s["end"] >= s["start"]
+        ]
         return {
             "active_users": len({m["user"] for m in self.user_messages(period, scope)} - {None}),
             "new_users": len(self.app_users(period, scope)),
@@ -747,8 +1058,11 @@ class Raw:
         result = []
         for d in period.each_day():
             items = by_day.get(d, [])
-            lengths = [(s["end"] - s["start"]).total_seconds() for s in items
-                       if s["end"] is not None and s["end"] >= s["start"]]  # fmt: skip
+            lengths = [
+                (s["end"] - s["start"]).total_seconds()
+                for s in items
+                if s["end"] is not None and s["end"] >= s["start"]
+            ]
             result.append((d, len(items), sum(lengths) / len(lengths) if lengths else None))
         return result
 
@@ -770,8 +1084,9 @@ class Raw:
             size = sum(1 for week in members.values() if week == cohort)
             row = {"cohort": cohort, "users": size}
             for k in range(len(weeks) - index):
-                row[f"w{k}"] = ratio(len(active.get((cohort, cohort + dt.timedelta(weeks=k)), ())),
-                                     size)  # fmt: skip
+                row[f"w{k}"] = ratio(
+                    len(active.get((cohort, cohort + dt.timedelta(weeks=k)), ())), size
+                )
             rows.append(row)
         return len(weeks), rows
 
@@ -793,9 +1108,17 @@ class Raw:
             chats, messages, users = activity.get(k, (set(), 0, set()))
             requests, tokens = usage.get(k, (0, 0))
             if chats or messages or requests:
-                rows.append({f"{key}_id": k, "label": labels.get(k), "chats": len(chats),
-                             "messages": messages, "active_users": len(users),
-                             "requests": requests, "tokens": tokens})  # fmt: skip
+                rows.append(
+                    {
+                        f"{key}_id": k,
+                        "label": labels.get(k),
+                        "chats": len(chats),
+                        "messages": messages,
+                        "active_users": len(users),
+                        "requests": requests,
+                        "tokens": tokens,
+                    }
+                )
         rows.sort(key=lambda r: (-r["messages"], -r["requests"], r["label"] or "~"))
         return rows[:limit] if limit else rows
 
@@ -808,12 +1131,15 @@ class Raw:
         times = [r["time"] for r in rows if r["time"] is not None]
         counts = [r["rows"] for r in rows if r["rows"] is not None]
         return {
-            "queries": len(rows), "succeeded": ok, "failed": failed,
+            "queries": len(rows),
+            "succeeded": ok,
+            "failed": failed,
             "average_time": sum(times) / len(times) if times else None,
             "rows": sum(counts) if counts else None,
             "average_rows": sum(counts) / len(counts) if counts else None,
-            "success_rate": ratio(ok, ok + failed), "p95_time": percentile_cont(times),
-        }  # fmt: skip
+            "success_rate": ratio(ok, ok + failed),
+            "p95_time": percentile_cont(times),
+        }
 
     def queries_per_day(self, period, scope):
         by_day = defaultdict(list)
@@ -823,9 +1149,15 @@ class Raw:
         for d in period.each_day():
             items = by_day.get(d, [])
             times = [r["time"] for r in items if r["time"] is not None]
-            result.append((d, len(items), sum(r["success"] is True for r in items),
-                           sum(r["success"] is False for r in items),
-                           sum(times) / len(times) if times else None))  # fmt: skip
+            result.append(
+                (
+                    d,
+                    len(items),
+                    sum(r["success"] is True for r in items),
+                    sum(r["success"] is False for r in items),
+                    sum(times) / len(times) if times else None,
+                )
+            )
         return result
 
     def message_of(self, query_id):
@@ -844,11 +1176,19 @@ class Raw:
         for error, items in groups.items():
             latest = max(items, key=lambda r: (r["timestamp"], r["id"]))
             message_id, chat_id = self.message_of(latest["query_id"])
-            rows.append({"error_message": error, "queries": len(items),
-                         "last": latest["timestamp"], "query_id": latest["query_id"],
-                         "message_id": message_id, "chat_id": chat_id})  # fmt: skip
-        rows.sort(key=lambda r: (-r["queries"], r["error_message"] is None,
-                                 r["error_message"] or ""))  # fmt: skip
+            rows.append(
+                {
+                    "error_message": error,
+                    "queries": len(items),
+                    "last": latest["timestamp"],
+                    "query_id": latest["query_id"],
+                    "message_id": message_id,
+                    "chat_id": chat_id,
+                }
+            )
+        rows.sort(
+            key=lambda r: (-r["queries"], r["error_message"] is None, r["error_message"] or "")
+        )
         return rows[:10]
 
     def slowest_queries(self, period, scope):
@@ -881,19 +1221,29 @@ def _band(low=None, high=None, exact=None, missing=False):
 
 
 TEMPERATURE_TESTS = [
-    ("0", _band(exact=0)), ("0 – 0.3", _band(0, 0.3)), ("0.3 – 0.7", _band(0.3, 0.7)),
-    ("above 0.7", _band(0.7)), ("not recorded", _band(missing=True)),
-]  # fmt: skip
+    ("0", _band(exact=0)),
+    ("0 – 0.3", _band(0, 0.3)),
+    ("0.3 – 0.7", _band(0.3, 0.7)),
+    ("above 0.7", _band(0.7)),
+    ("not recorded", _band(missing=True)),
+]
 MAX_TOKENS_TESTS = [
-    ("up to 1,000", _band(None, 1000)), ("1,000 – 2,000", _band(1000, 2000)),
-    ("2,000 – 4,000", _band(2000, 4000)), ("4,000 – 8,000", _band(4000, 8000)),
-    ("above 8,000", _band(8000)), ("not recorded", _band(missing=True)),
-]  # fmt: skip
+    ("up to 1,000", _band(None, 1000)),
+    ("1,000 – 2,000", _band(1000, 2000)),
+    ("2,000 – 4,000", _band(2000, 4000)),
+    ("4,000 – 8,000", _band(4000, 8000)),
+    ("above 8,000", _band(8000)),
+    ("not recorded", _band(missing=True)),
+]
 ROW_TESTS = [
-    ("0 rows", _band(exact=0)), ("1 row", _band(exact=1)), ("2 to 10", _band(1, 10)),
-    ("11 to 100", _band(10, 100)), ("101 to 1,000", _band(100, 1000)),
-    ("more than 1,000", _band(1000)), ("not recorded", _band(missing=True)),
-]  # fmt: skip
+    ("0 rows", _band(exact=0)),
+    ("1 row", _band(exact=1)),
+    ("2 to 10", _band(1, 10)),
+    ("11 to 100", _band(10, 100)),
+    ("101 to 1,000", _band(100, 1000)),
+    ("more than 1,000", _band(1000)),
+    ("not recorded", _band(missing=True)),
+]
 
 
 # -- the periods and scopes every figure is checked for -----------------------
@@ -962,8 +1312,10 @@ def test_execution_figures_equal_plain_sql(world, time_zone):
         assert quality.busiest_chats(period, scope) == raw.busiest_chats(period, scope), where
         got = [(e.pk, e.run_time) for e in quality.slowest_executions(period, scope)]
         assert got == raw.slowest(period, scope), where
-        got = [{k: row[k] for k in ("message_id", "runs", "changed", "failures", "last")}
-               for row in quality.most_retried(period, scope)]  # fmt: skip
+        got = [
+            {k: row[k] for k in ("message_id", "runs", "changed", "failures", "last")}
+            for row in quality.most_retried(period, scope)
+        ]
         assert got == raw.most_retried(period, scope), where
 
 
@@ -986,15 +1338,19 @@ def test_each_group_lists_exactly_its_executions(world, time_zone):
         for row in quality.failures_by_error_type(period, scope):
             kind = row["error_type"]
             expected = sorted({r["id"] for r, _, k, _ in entries_ if k == kind}, reverse=True)
-            got = list(quality.execution_list(period, scope, error_type=kind).values_list(
-                "id", flat=True))  # fmt: skip
+            got = list(
+                quality.execution_list(period, scope, error_type=kind).values_list("id", flat=True)
+            )
             assert sorted(got, reverse=True) == expected, (period, scope, kind)
             assert len(got) == row["executions"]
         failing = [r for r in raw.executions(period, scope) if not r["ok"]]
         for row in quality.failures_by_agent(period, scope):
             expected = {r["id"] for r in failing if row["agent"] in agents_of(r)}
-            got = set(quality.execution_list(period, scope, agent=row["agent"]).values_list(
-                "id", flat=True))  # fmt: skip
+            got = set(
+                quality.execution_list(period, scope, agent=row["agent"]).values_list(
+                    "id", flat=True
+                )
+            )
             assert got == expected, (period, scope, row["agent"])
         executions = raw.executions(period, scope)
         for outcome, expected in (
@@ -1085,9 +1441,10 @@ def test_feedback_figures_equal_plain_sql(world, time_zone):
 
 def test_feedback_concrete(world, time_zone):
     today = quality.feedback_totals(Period.preset("today", TODAY), Scope())
-    agents = {(r["agent"], r["known_from"]): r for r in
-              quality.rating_by_agent(Period(dt.date(2024, 3, 1), dt.date(2024, 3, 15)),
-                                      Scope())}  # fmt: skip
+    agents = {
+        (r["agent"], r["known_from"]): r
+        for r in quality.rating_by_agent(Period(dt.date(2024, 3, 1), dt.date(2024, 3, 15)), Scope())
+    }
 
     if time_zone == "UTC":
         # 14 Mar: 1 ★ at 00:00:00 and 2 ★ at 04:00; the unrated one does not count.
@@ -1198,8 +1555,10 @@ def test_query_figures_equal_plain_sql(world, time_zone):
         keys = ("error_message", "queries", "last", "query_id", "message_id", "chat_id")
         got = [{k: r[k] for k in keys} for r in quality.frequent_errors(period, scope)]
         assert got == raw.frequent_errors(period, scope), where
-        got = [(q.pk, q.execution_time, q.message_id, q.chat_id)
-               for q in quality.slowest_queries(period, scope)]  # fmt: skip
+        got = [
+            (q.pk, q.execution_time, q.message_id, q.chat_id)
+            for q in quality.slowest_queries(period, scope)
+        ]
         assert got == raw.slowest_queries(period, scope), where
         assert quality.rows_returned(period, scope) == approx_rows(
             raw.rows_returned(period, scope)

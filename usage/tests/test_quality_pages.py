@@ -41,13 +41,20 @@ THIRTY_DAYS = Period(dt.date(2024, 2, 14), TODAY)
 SEVEN_DAYS = Period(dt.date(2024, 3, 8), TODAY)
 
 TABLES = {
-    CODE: ["error_types", "agents", "per_chat", "models", "busiest_chats", "slowest",
-           "most_retried"],
+    CODE: [
+        "error_types",
+        "agents",
+        "per_chat",
+        "models",
+        "busiest_chats",
+        "slowest",
+        "most_retried",
+    ],
     EXECUTIONS: ["executions"],
     FEEDBACK: ["distribution", "models", "agents", "temperature", "max_tokens", "mistakes"],
     ACTIVITY: ["weeks", "months", "cohorts", "sources", "organizations"],
     SQL: ["errors", "rows", "slowest"],
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -109,17 +116,26 @@ def test_code_page_shows_the_quality_figures(as_manager, world):  # noqa: F811
     # ann's chat ran six times; bob's twice; ann's March chat and the
     # anonymous one once; e7 has no chat.
     assert tables["per_chat"] == [
-        ["1", "2"], ["2", "1"], ["3", "0"], ["4", "0"], ["5 or more", "1"],
-    ]  # fmt: skip
+        ["1", "2"],
+        ["2", "1"],
+        ["3", "0"],
+        ["4", "0"],
+        ["5 or more", "1"],
+    ]
     # e8 (2 min), e12 and e5 (1 min, newest first), e1, e3; e4 was updated
     # before it was created and e6, e11 never after: left out.
     assert [row[3] for row in tables["slowest"]] == [
-        "2 min 00 s", "1 min 00 s", "1 min 00 s", "40.0 s", "10.0 s",
-    ]  # fmt: skip
+        "2 min 00 s",
+        "1 min 00 s",
+        "1 min 00 s",
+        "40.0 s",
+        "10.0 s",
+    ]
     per_day = chart_of(page, "chart-per-day")
     assert per_day["data"][0]["x"] == [d.isoformat() for d in THIRTY_DAYS.each_day()]
-    assert per_day["data"][0]["y"] == [n for _, n, _, _ in
-                                       quality.success_per_day(THIRTY_DAYS, Scope())]  # fmt: skip
+    assert per_day["data"][0]["y"] == [
+        n for _, n, _, _ in quality.success_per_day(THIRTY_DAYS, Scope())
+    ]
     assert chart_of(page, "chart-error-types")["data"][0]["y"] == [r["error_type"] for r in types]
     assert "vendor/plotly.min.js" in page and "usage/charts.js" in page
     assert "cdn" not in page.lower()
@@ -134,8 +150,11 @@ def test_error_types_and_agents_open_their_failing_executions(as_manager, world)
         url = urlsplit(link)
         assert url.path == EXECUTIONS
         # The page's filters go along, with the group.
-        assert parse_qs(url.query) == {"period": ["30d"], "organization": [str(world.acme.pk)],
-                                       "error_type": [row["error_type"]]}  # fmt: skip
+        assert parse_qs(url.query) == {
+            "period": ["30d"],
+            "organization": [str(world.acme.pk)],
+            "error_type": [row["error_type"]],
+        }
         listed = get_page(as_manager, link)
         expected = quality.execution_list(THIRTY_DAYS, scope, error_type=row["error_type"])
         assert len(tables_of(listed)["executions"]) == row["executions"] == expected.count()
@@ -185,24 +204,34 @@ def test_feedback_page_shows_the_quality_figures(as_manager, world):  # noqa: F8
     assert list(tables) == TABLES[FEEDBACK]
     # 8–14 March: 1 ★ (f2), 2 ★ (f3, f7), 3 ★ (f5), 5 ★ (f9); f4 has no rating.
     assert tables["distribution"] == [
-        ["★", "1", "20.0%"], ["★★", "2", "40.0%"], ["★★★", "1", "20.0%"],
-        ["★★★★", "0", "0.0%"], ["★★★★★", "1", "20.0%"],
-    ]  # fmt: skip
+        ["★", "1", "20.0%"],
+        ["★★", "2", "40.0%"],
+        ["★★★", "1", "20.0%"],
+        ["★★★★", "0", "0.0%"],
+        ["★★★★★", "1", "20.0%"],
+    ]
     models = quality.rating_by_model(SEVEN_DAYS, Scope())
     assert tables["models"] == [
-        [shown(r["model_name"]), shown(r["model_provider"]), str(r["ratings"]),
-         figure(r["average"], "rating"), figure(r["low_share"], "share")]
+        [
+            shown(r["model_name"]),
+            shown(r["model_provider"]),
+            str(r["ratings"]),
+            figure(r["average"], "rating"),
+            figure(r["low_share"], "share"),
+        ]
         for r in models
-    ]  # fmt: skip
+    ]
     # Lowest first: gpt-4o's one rating this week is 1 ★.
     assert tables["models"][0][:4] == ["gpt-4o", "openai", "1", "1.00 ★"]
     # Each model opens its ratings in the feedback queue.
     queue = links_of(page, "models")[0]
     assert urlsplit(queue).path == reverse("review:feedback_queue")
     assert parse_qs(urlsplit(queue).query) == {
-        "start": ["2024-03-08"], "end": ["2024-03-14"], "model": ["gpt-4o"],
+        "start": ["2024-03-08"],
+        "end": ["2024-03-14"],
+        "model": ["gpt-4o"],
         "provider": ["openai"],
-    }  # fmt: skip
+    }
     assert as_manager.get(queue).status_code == 200
     # The 1 ★ answer's code failed in two agents; the DS-ML agent's own type.
     assert [row[:4] for row in tables["agents"]] == [
@@ -226,8 +255,10 @@ def test_activity_page_shows_the_activity_figures(as_manager, world):  # noqa: F
     tables = tables_of(page)
     assert list(tables) == TABLES[ACTIVITY]
     # Nobody wrote on 8–10 March; ann, bob, cat and dan did on 11–14 March.
-    assert tables["weeks"] == [["Mon 4 Mar 2024", "0", "3 of 7"],
-                               ["Mon 11 Mar 2024", "4", "4 of 7"]]  # fmt: skip
+    assert tables["weeks"] == [
+        ["Mon 4 Mar 2024", "0", "3 of 7"],
+        ["Mon 11 Mar 2024", "4", "4 of 7"],
+    ]
     columns, cohorts = quality.cohorts(SEVEN_DAYS, Scope())
     assert columns == 1
     assert tables["cohorts"] == [["Mon 11 Mar 2024", "3", "66.7%"]]
@@ -257,9 +288,10 @@ def test_text_to_sql_page_shows_the_query_figures(as_manager, world):  # noqa: F
     slowest = quality.slowest_queries(THIRTY_DAYS, Scope())
     assert links_of(page, "slowest") == [
         transcript_url(SimpleNamespace(chat_id=q.chat_id, pk=q.message_id))
-        if q.message_id else None
+        if q.message_id
+        else None
         for q in slowest
-    ]  # fmt: skip
+    ]
     assert links_of(page, "slowest").count(None) == len(slowest) - 1  # only q1 has a chat
     stacked = chart_of(page, "chart-per-day")
     assert [t["name"] for t in stacked["data"]] == ["Succeeded", "Failed", "Outcome unknown"]
@@ -270,16 +302,26 @@ def test_text_to_sql_page_shows_the_query_figures(as_manager, world):  # noqa: F
 
 def test_filters_narrow_every_page(as_manager, world):  # noqa: F811
     cases = [
-        ({"period": "custom", "start": "2024-03-13", "end": "2024-03-14"},
-         Period(dt.date(2024, 3, 13), TODAY), Scope()),
-        ({"period": "30d", "organization": world.acme.pk}, THIRTY_DAYS,
-         Scope(organization_id=world.acme.pk)),
+        (
+            {"period": "custom", "start": "2024-03-13", "end": "2024-03-14"},
+            Period(dt.date(2024, 3, 13), TODAY),
+            Scope(),
+        ),
+        (
+            {"period": "30d", "organization": world.acme.pk},
+            THIRTY_DAYS,
+            Scope(organization_id=world.acme.pk),
+        ),
         ({"period": "30d", "user": world.ann.pk}, THIRTY_DAYS, Scope(user_id=world.ann.pk)),
         ({"period": "7d", "source": world.tts.pk}, SEVEN_DAYS, Scope(source_id=world.tts.pk)),
         ({"period": "30d", "model": "gpt-4o"}, THIRTY_DAYS, Scope(model_name="gpt-4o")),
-    ]  # fmt: skip
-    headlines = {CODE: quality.execution_headline, FEEDBACK: quality.feedback_headline,
-                 SQL: quality.query_headline, ACTIVITY: quality.activity_headline}  # fmt: skip
+    ]
+    headlines = {
+        CODE: quality.execution_headline,
+        FEEDBACK: quality.feedback_headline,
+        SQL: quality.query_headline,
+        ACTIVITY: quality.activity_headline,
+    }
     for query, period, scope in cases:
         for url, headline in headlines.items():
             # no model filter on the activity page
@@ -302,12 +344,14 @@ def _encoded(query):
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ({"period": "custom", "start": "2024-03-10", "end": "2024-03-01"},
-         "The end date is before the start date."),
+        (
+            {"period": "custom", "start": "2024-03-10", "end": "2024-03-01"},
+            "The end date is before the start date.",
+        ),
         ({"period": "yesterday"}, "Select a valid choice."),
         ({"outcome": "sometimes"}, "Select a valid choice."),
     ],
-)  # fmt: skip
+)
 def test_bad_filter_shows_an_error_not_a_500(as_manager, world, query, message):  # noqa: F811
     for url in PAGES:
         if "outcome" in query and url != EXECUTIONS:
@@ -353,50 +397,81 @@ def _expected_exports(world, period, scope):  # noqa: F811
     usage_header = ["Chats", "Messages", "Active app users", "LLM requests", "Tokens"]
 
     def usage(rows):
-        return [_cells(r["label"], r["chats"], r["messages"], r["active_users"], r["requests"],
-                       r["tokens"]) for r in rows]  # fmt: skip
+        return [
+            _cells(
+                r["label"], r["chats"], r["messages"], r["active_users"], r["requests"], r["tokens"]
+            )
+            for r in rows
+        ]
 
     def ratings(rows, *keys):
-        return [_cells(*(r[k] for k in keys), r["ratings"], r["average"], r["low_share"])
-                for r in rows]  # fmt: skip
+        return [
+            _cells(*(r[k] for k in keys), r["ratings"], r["average"], r["low_share"]) for r in rows
+        ]
 
     rating_header = ["Ratings", "Average", "Rated 1–2 ★"]
     return {
         (CODE, "error_types"): (
             ["Error type", "Failed executions", "Agents", "Example"],
-            [_cells(r["error_type"], r["executions"], r["agents"], r["example"])
-             for r in q.failures_by_error_type(period, scope)],
+            [
+                _cells(r["error_type"], r["executions"], r["agents"], r["example"])
+                for r in q.failures_by_error_type(period, scope)
+            ],
         ),
         (CODE, "agents"): (
             ["Agent", "Failed", "Share", "Chats"],
-            [_cells(r["agent"], r["executions"], r["share"], r["chats"])
-             for r in q.failures_by_agent(period, scope)],
+            [
+                _cells(r["agent"], r["executions"], r["share"], r["chats"])
+                for r in q.failures_by_agent(period, scope)
+            ],
         ),
         (CODE, "per_chat"): (
             ["Executions in the chat", "Chats"],
-            [_cells("5 or more" if n == 5 else n, c) for n, c in q.executions_per_chat(period,
-                                                                                      scope)],
+            [
+                _cells("5 or more" if n == 5 else n, c)
+                for n, c in q.executions_per_chat(period, scope)
+            ],
         ),
         (CODE, "models"): (
             ["Model", "Provider", "Executions", "Success rate", "Failed", "Code changed"],
-            [_cells(r["model_name"], r["model_provider"], r["executions"], r["success_rate"],
-                    r["failures"], r["retried_share"]) for r in q.success_by_model(period, scope)],
+            [
+                _cells(
+                    r["model_name"],
+                    r["model_provider"],
+                    r["executions"],
+                    r["success_rate"],
+                    r["failures"],
+                    r["retried_share"],
+                )
+                for r in q.success_by_model(period, scope)
+            ],
         ),
         (CODE, "busiest_chats"): (
             ["Chat", "Executions", "Failed"],
-            [_cells(r["chat__title"], r["executions"], r["failures"])
-             for r in q.busiest_chats(period, scope)],
+            [
+                _cells(r["chat__title"], r["executions"], r["failures"])
+                for r in q.busiest_chats(period, scope)
+            ],
         ),
         (CODE, "slowest"): (
             ["Created", "Chat", "Model", "To last update", "Outcome"],
-            [_cells(e.created_at, e.chat.title if e.chat else None, e.model_name, e.run_time,
-                    "succeeded" if e.is_successful else "failed")
-             for e in q.slowest_executions(period, scope)],
+            [
+                _cells(
+                    e.created_at,
+                    e.chat.title if e.chat else None,
+                    e.model_name,
+                    e.run_time,
+                    "succeeded" if e.is_successful else "failed",
+                )
+                for e in q.slowest_executions(period, scope)
+            ],
         ),
         (CODE, "most_retried"): (
             ["Chat", "Executions", "With changed code", "Failed", "Last run"],
-            [_cells(r["message__chat__title"], r["runs"], r["changed"], r["failures"], r["last"])
-             for r in q.most_retried(period, scope)],
+            [
+                _cells(r["message__chat__title"], r["runs"], r["changed"], r["failures"], r["last"])
+                for r in q.most_retried(period, scope)
+            ],
         ),
         (FEEDBACK, "distribution"): (
             ["Rating", "Ratings", "Share"],
@@ -411,16 +486,19 @@ def _expected_exports(world, period, scope):  # noqa: F811
             ratings(q.rating_by_agent(period, scope), "agent", "known_from"),
         ),
         (FEEDBACK, "temperature"): (
-            ["Temperature", *rating_header], ratings(q.rating_by_temperature(period, scope),
-                                                     "band"),
+            ["Temperature", *rating_header],
+            ratings(q.rating_by_temperature(period, scope), "band"),
         ),
         (FEEDBACK, "max_tokens"): (
-            ["Max tokens", *rating_header], ratings(q.rating_by_max_tokens(period, scope), "band"),
+            ["Max tokens", *rating_header],
+            ratings(q.rating_by_max_tokens(period, scope), "band"),
         ),
         (FEEDBACK, "mistakes"): (
             ["Model", "Answers", "Flagged", "Share"],
-            [_cells(r["model_name"], r["answers"], r["mistakes"], r["share"])
-             for r in q.mistakes_by_model(period, scope)],
+            [
+                _cells(r["model_name"], r["answers"], r["mistakes"], r["share"])
+                for r in q.mistakes_by_model(period, scope)
+            ],
         ),
         (ACTIVITY, "weeks"): (
             ["Week of", "Active app users", "Days in the period"],
@@ -432,18 +510,22 @@ def _expected_exports(world, period, scope):  # noqa: F811
         ),
         (ACTIVITY, "cohorts"): (
             ["Signed up in the week of", "App users", *(f"Week {k}" for k in range(columns))],
-            [_cells(r["cohort"], r["users"], *(r.get(f"w{k}") for k in range(columns)))
-             for r in cohorts],
+            [
+                _cells(r["cohort"], r["users"], *(r.get(f"w{k}") for k in range(columns)))
+                for r in cohorts
+            ],
         ),
-        (ACTIVITY, "sources"): (["Source", *usage_header], usage(q.usage_by_source(period,
-                                                                                  scope))),
+        (ACTIVITY, "sources"): (["Source", *usage_header], usage(q.usage_by_source(period, scope))),
         (ACTIVITY, "organizations"): (
-            ["Organisation", *usage_header], usage(q.usage_by_organization(period, scope)),
+            ["Organisation", *usage_header],
+            usage(q.usage_by_organization(period, scope)),
         ),
         (SQL, "errors"): (
             ["Error", "Queries", "Last seen"],
-            [_cells(r["error_message"], r["queries"], r["last"])
-             for r in q.frequent_errors(period, scope)],
+            [
+                _cells(r["error_message"], r["queries"], r["last"])
+                for r in q.frequent_errors(period, scope)
+            ],
         ),
         (SQL, "rows"): (
             ["Result size", "Queries", "Share"],
@@ -451,17 +533,31 @@ def _expected_exports(world, period, scope):  # noqa: F811
         ),
         (SQL, "slowest"): (
             ["Question", "Execution time", "Rows", "Outcome", "App user", "Asked"],
-            [_cells(x.question, x.execution_time, x.row_count,
+            [
+                _cells(
+                    x.question,
+                    x.execution_time,
+                    x.row_count,
                     {True: "succeeded", False: "failed"}.get(x.success, "unknown"),
-                    str(x.user) if x.user else "anonymous", x.timestamp)
-             for x in q.slowest_queries(period, scope)],
+                    str(x.user) if x.user else "anonymous",
+                    x.timestamp,
+                )
+                for x in q.slowest_queries(period, scope)
+            ],
         ),
         (EXECUTIONS, "executions"): (
-            ["Created", "Chat", "App user", "Model", "Outcome", "Errors (agent: type)",
-             "To last update"],
+            [
+                "Created",
+                "Chat",
+                "App user",
+                "Model",
+                "Outcome",
+                "Errors (agent: type)",
+                "To last update",
+            ],
             None,  # checked in test_executions_export
         ),
-    }  # fmt: skip
+    }
 
 
 def test_every_table_exports_its_figures(as_manager, world):  # noqa: F811
@@ -480,8 +576,11 @@ def test_every_table_exports_its_figures(as_manager, world):  # noqa: F811
 
 
 def test_executions_export_lists_the_whole_group(as_manager, world):  # noqa: F811
-    got = _csv(as_manager.get(EXECUTIONS, {"period": "30d", "error_type": "KeyError",
-                                           "export": "executions"}))  # fmt: skip
+    got = _csv(
+        as_manager.get(
+            EXECUTIONS, {"period": "30d", "error_type": "KeyError", "export": "executions"}
+        )
+    )
 
     expected = quality.execution_list(THIRTY_DAYS, Scope(), error_type="KeyError")
     assert [row[0] for row in got[1:]] == [str(e.created_at) for e in expected]
@@ -508,28 +607,47 @@ def data(request, world):  # noqa: F811
 
     users = [f.AppUserFactory(organization=world.acme if n % 2 else None) for n in range(20)]
     for n, user in enumerate(users):
-        chat = f.ChatFactory(user=user, organization=user.organization,
-                             created_at=utc(2024, 3, 1 + n % 13, n % 24))  # fmt: skip
+        chat = f.ChatFactory(
+            user=user, organization=user.organization, created_at=utc(2024, 3, 1 + n % 13, n % 24)
+        )
         f.MessageFactory(chat=chat, role="user", created_at=utc(2024, 3, 1 + n % 13, n % 24))
-        answer = f.MessageFactory(chat=chat, role="assistant", model_name="gpt-4o",
-                                  agent_type="ml_analysis" if n % 3 else None,
-                                  created_at=utc(2024, 3, 1 + n % 13, n % 24, 1))  # fmt: skip
-        f.MessageFeedbackFactory(message=answer, rating=1 + n % 5, temperature=n / 20,
-                                 created_at=utc(2024, 3, 1 + n % 13, n % 24, 2))  # fmt: skip
+        answer = f.MessageFactory(
+            chat=chat,
+            role="assistant",
+            model_name="gpt-4o",
+            agent_type="ml_analysis" if n % 3 else None,
+            created_at=utc(2024, 3, 1 + n % 13, n % 24, 1),
+        )
+        f.MessageFeedbackFactory(
+            message=answer,
+            rating=1 + n % 5,
+            temperature=n / 20,
+            created_at=utc(2024, 3, 1 + n % 13, n % 24, 2),
+        )
         for k in range(3):
             f.CodeExecutionFactory(
-                message=answer, is_successful=bool(k % 2), model_name=f"model-{n % 4}",
+                message=answer,
+                is_successful=bool(k % 2),
+                model_name=f"model-{n % 4}",
                 failed_agents=[AGENT if n % 2 else f"agent_{n % 5}"],
                 error_messages={f"agent_{n % 5}": f"Error{n % 7}: failed {k}"},
                 created_at=utc(2024, 3, 1 + n % 13, n % 24, 3 + k),
                 updated_at=utc(2024, 3, 1 + n % 13, n % 24, 4 + k),
-            )  # fmt: skip
-        f.UserSessionFactory(user=user, session_start=utc(2024, 3, 1 + n % 13, n % 24),
-                             session_end=utc(2024, 3, 1 + n % 13, n % 24, 30))  # fmt: skip
-        QueryAnalytics.objects.create(user=user, question=f"q {n}", success=bool(n % 4),
-                                      error_message=None if n % 4 else f"error {n % 3}",
-                                      execution_time=n / 7, row_count=n,
-                                      timestamp=utc(2024, 3, 1 + n % 13, n % 24))  # fmt: skip
+            )
+        f.UserSessionFactory(
+            user=user,
+            session_start=utc(2024, 3, 1 + n % 13, n % 24),
+            session_end=utc(2024, 3, 1 + n % 13, n % 24, 30),
+        )
+        QueryAnalytics.objects.create(
+            user=user,
+            question=f"q {n}",
+            success=bool(n % 4),
+            error_message=None if n % 4 else f"error {n % 3}",
+            execution_time=n / 7,
+            row_count=n,
+            timestamp=utc(2024, 3, 1 + n % 13, n % 24),
+        )
     return world
 
 
@@ -542,8 +660,9 @@ FILTER_BAR = 4
 AGENT = "planner_preprocessing_agent"  # fails in the world and in the many more rows
 
 
-def test_query_counts_do_not_grow_with_rows(client, manager, data, fixed_today,
-                                            django_assert_num_queries):  # fmt: skip
+def test_query_counts_do_not_grow_with_rows(
+    client, manager, data, fixed_today, django_assert_num_queries
+):
     client.force_login(manager)
     # Code: headline totals now and before (2); success per day (1); error
     # types (1); executions per chat (1); success by model (1); failures by

@@ -105,11 +105,19 @@ def test_rebuild_equals_plain_sql_group_by_per_model(settings, awkward_ledger):
 
     assert _rollup_by_model_sql() == _ledger_by_model_sql()
     assert _ledger_by_model_sql() == [
-        ("claude-3-5-sonnet", "anthropic", 2, 10**12 + 1000, 10**12 + 500, 2 * 10**12 + 1500,
-         Decimal("3000000.12345678"), 1),
+        (
+            "claude-3-5-sonnet",
+            "anthropic",
+            2,
+            10**12 + 1000,
+            10**12 + 500,
+            2 * 10**12 + 1500,
+            Decimal("3000000.12345678"),
+            1,
+        ),
         ("gpt-4o", "openai", 4, 4000, 2000, 6000, Decimal("0.75"), 1),
         ("llama-3-70b", "groq", 2, 2000, 1000, 3000, Decimal("0E-8"), 2),
-    ]  # fmt: skip
+    ]
     # (day, model, provider, user, organization, source) keys in the data.
     assert written == DailyUsage.objects.count() == 7
 

@@ -73,7 +73,7 @@ def rows(span):
             row.requests,
             row.total_tokens,
             row.cost,
-        )  # fmt: skip
+        )
         for row in UserUsage.objects.filter(span=span)
         if row.requests
     )
@@ -91,9 +91,16 @@ def merged(span):
 
 def test_writers_and_rebuild_agree_on_days_and_months(awkward):
     # Move cat's February call into March: deltas of both signs, two months.
-    moved = ModelUsage(user=awkward.cat, model_name="claude-3-5-sonnet", provider="anthropic",
-                       prompt_tokens=2000, completion_tokens=400, cost=Decimal("0.02"),
-                       timestamp=utc(2024, 3, 3, 12), source_pk="r13")  # fmt: skip
+    moved = ModelUsage(
+        user=awkward.cat,
+        model_name="claude-3-5-sonnet",
+        provider="anthropic",
+        prompt_tokens=2000,
+        completion_tokens=400,
+        cost=Decimal("0.02"),
+        timestamp=utc(2024, 3, 3, 12),
+        source_pk="r13",
+    )
     assert len(ledger.upsert_usage(awkward.tts, [moved])["updated"]) == 1
     assert UserUsage.objects.filter(span="month", day=FEBRUARY, requests__lt=0).exists()
     by_writers = {span: merged(span) for span in ("day", "month")}
@@ -148,8 +155,18 @@ def sums(reader, period, scope):
     )
 
 
-EDGES = [D(2024, 1, 31), D(2024, 2, 1), D(2024, 2, 2), D(2024, 2, 14), D(2024, 2, 29),
-         D(2024, 3, 1), D(2024, 3, 9), D(2024, 3, 14), D(2024, 3, 15), D(2024, 3, 31)]  # fmt: skip
+EDGES = [
+    D(2024, 1, 31),
+    D(2024, 2, 1),
+    D(2024, 2, 2),
+    D(2024, 2, 14),
+    D(2024, 2, 29),
+    D(2024, 3, 1),
+    D(2024, 3, 9),
+    D(2024, 3, 14),
+    D(2024, 3, 15),
+    D(2024, 3, 31),
+]
 
 
 @pytest.mark.parametrize("today", [D(2024, 2, 20), TODAY, D(2024, 4, 30)])
