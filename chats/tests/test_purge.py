@@ -9,13 +9,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from chats.management.commands.purge import Command as PurgeCommand
 from chats.models import Chat, CodeExecution, Message, MessageFeedback, UploadedFile
-from core.management.commands.purge import Command as PurgeCommand
 from core.models import AuditLog, RefreshToken
+from core.tests import factories as f
 from reports.models import AnalysisResult
 from usage.models import ModelUsage
-
-from . import factories as f
 
 pytestmark = pytest.mark.django_db
 

@@ -21,9 +21,9 @@ from django.urls import reverse
 from core import crypto
 from core.apikeys import hash_api_key
 from core.models import ApiKey, AuditLog, DatabaseConnection, SystemConfig
+from ingest.tests.test_api_auth import post
 
 from . import factories as f
-from .test_api_auth import post
 
 pytestmark = pytest.mark.django_db
 

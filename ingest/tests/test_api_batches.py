@@ -11,9 +11,9 @@ from django.test import RequestFactory
 from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Organization
 from core.tests.factories import AppUserFactory, ModelPriceFactory
-from core.tests.test_api_auth import make_key, post
 from ingest.api.errors import limit_body
 from ingest.api.schemas import MAX_ITEMS
+from ingest.tests.test_api_auth import make_key, post
 from usage.models import DailyUsage, ModelUsage
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
-from core.tests.test_api_auth import make_key
 from ingest.api import api
+from ingest.tests.test_api_auth import make_key
 
 PATHS = {
     "/api/v1/usage": "UsageBatch",

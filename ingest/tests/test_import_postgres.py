@@ -8,7 +8,6 @@ import pytest
 from django.db import connection
 
 from core.models import Source
-from core.tests.test_import_columns import compare_all, prices  # noqa: F401 (fixture)
 from ingest.tests.source_dbs import (
     BAD_ROWS,
     CHANGES,
@@ -19,6 +18,7 @@ from ingest.tests.source_dbs import (
     run_import,
     summary_counts,
 )
+from ingest.tests.test_import_columns import compare_all, prices  # noqa: F401 (fixture)
 
 pytestmark = [
     pytest.mark.django_db,

@@ -8,9 +8,9 @@ from django.db import connection
 from django.db.models import Sum
 
 from chats.models import Chat
-from core.tests.test_import_incremental import assert_roll_ups_match_the_ledger
 from ingest.importers.writers import LedgerWriter
 from ingest.tests.source_dbs import build_sqlite, run_import
+from ingest.tests.test_import_incremental import assert_roll_ups_match_the_ledger
 from usage.models import DailyUsage, ModelPrice, ModelUsage, QueryAnalytics
 
 pytestmark = pytest.mark.django_db

@@ -17,9 +17,8 @@ from django.db.models import Count, Sum
 
 from chats.models import Chat, Message
 from core.models import AppUser, Source, User
+from core.tests.factories import AppUserFactory
 from usage.models import DailyUsage, ModelUsage
-
-from .factories import AppUserFactory
 
 pytestmark = pytest.mark.django_db
 
