@@ -292,7 +292,7 @@ def import_templates(data, user=None, request=None, dry_run=False, origin=""):
 
     user = getattr(request, "user", user)
     # A command has no request; the audit trail then records the actor alone.
-    audit_request = request or SimpleNamespace(user=user, META={})
+    audit_request = request or SimpleNamespace(user=user, META={}, headers={})
     comment = f"Imported from {origin}" if origin else "Imported"
     with transaction.atomic():
         for plan in plans:
