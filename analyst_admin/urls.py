@@ -22,3 +22,6 @@ urlpatterns = [
 
 # A database error anywhere in a request answers 503, not 500 (core.views).
 handler500 = "core.views.server_error"
+# 403 and 404 inside the admin's frame, with the reason and a way back.
+handler403 = "core.error_pages.permission_denied"
+handler404 = "core.error_pages.page_not_found"
