@@ -137,7 +137,7 @@ def test_code_page_shows_the_quality_figures(as_manager, world):  # noqa: F811
         n for _, n, _, _ in quality.success_per_day(THIRTY_DAYS, Scope())
     ]
     assert chart_of(page, "chart-error-types")["data"][0]["y"] == [r["error_type"] for r in types]
-    assert "vendor/plotly.min.js" in page and "usage/charts.js" in page
+    assert "vendor/plotly-basic.min.js" in page and "usage/charts.js" in page
     assert "cdn" not in page.lower()
 
 
