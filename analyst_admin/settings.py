@@ -57,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # dashboard, quality and report reads from a read replica when configured
+    "core.replicas.ReplicaReadMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # last, as django-axes asks: turns a lockout into the 429 page
@@ -97,6 +99,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# Read replicas (PostgreSQL streaming replicas; core/replicas.py): the
+# dashboard, quality and report pages read from a healthy one; writes, reads
+# in a writing transaction and a client that wrote in the last
+# REPLICA_PIN_SECONDS use the primary.
+REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
+for _n, _url in enumerate(REPLICA_URLS):
+    _replica = environ.Env.db_url_config(_url)
+    _replica["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE", 0)
+    _replica["CONN_HEALTH_CHECKS"] = True
+    # a replica that is down is skipped after this many seconds, not 2 minutes
+    _replica.setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("REPLICA_CONNECT_TIMEOUT", default=2)
+    )
+    # the test run has one database; a replica there is the same one
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica_{_n}"] = _replica
+DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"] if REPLICA_URLS else []
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=30.0)
+REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=10)
+REPLICA_CHECK_SECONDS = env.float("REPLICA_CHECK_SECONDS", default=5.0)
+REPLICA_READ_PATHS = ["/admin/dashboards/", "/admin/quality/", "/admin/reports/"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
