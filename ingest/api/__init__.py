@@ -31,7 +31,10 @@ items (POST /chats: at most {MAX_MESSAGES} messages in all). A batch is
 written in one transaction, all or nothing. Any invalid item refuses the
 whole batch: 422 lists every field error with its path (`items.3.rating`)
 and every refused item with its reasons. Items that name a user, chat or
-message the source never sent are refused the same way.
+message the source never sent are refused the same way, and so are chats
+naming an organisation slug that another source (or an admin) created: a key
+names only its own source's rows; an unknown slug creates an organisation of
+the key's source.
 
 **Idempotency.** Items are matched by the client's `id` within the key's
 source: sending a batch again creates nothing; a changed item is updated.
