@@ -13,6 +13,9 @@ import pytest
 from django.db import connection
 from google.protobuf import json_format
 from google.rpc import status_pb2
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -545,3 +548,79 @@ def test_query_count_does_not_grow_with_the_spans(client, raw, spans, django_ass
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM {ModelUsage._meta.db_table}")  # noqa: S608
         assert cursor.fetchone() == (spans,)
+
+
+def test_a_lone_surrogate_in_json_is_refused_not_a_server_error(client, raw):
+    body = wrong(["attributes", 1, "value"], {"stringValue": "\ud800"})
+    response = send(client, body, raw, content_type="application/json")
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert answer(response).partial_success.rejected_spans == 1
+    assert nothing_written()
+
+
+# ---- fuzz: whatever the bytes, never a server error -----------------------------
+
+VALID = request_of(
+    span(1, {"gen_ai.conversation.id": "c", "user.id": "u", "gen_ai.usage.cost": 0.5})
+).SerializeToString()
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    cut=st.integers(0, len(VALID)),
+)
+def test_mutated_protobuf_never_answers_5xx(client, raw, edits, cut):
+    body = bytearray(VALID)
+    for index, byte in edits:
+        body[index] = byte
+    response = send(client, bytes(body[: max(cut, 1)]), raw)
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 200:
+        answer(response)  # a well-formed ExportTraceServiceResponse
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=20,
+)
+
+
+@hypothesis_settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    path=st.sampled_from(
+        [
+            ["traceId"],
+            ["spanId"],
+            ["startTimeUnixNano"],
+            ["endTimeUnixNano"],
+            ["attributes"],
+            ["attributes", 0],
+            ["attributes", 2, "value"],
+            ["attributes", 2, "value", "intValue"],
+            ["attributes", 4, "value", "doubleValue"],
+            ["links"],
+            ["kind"],
+        ]
+    ),
+    new=JSON_VALUES,
+)
+def test_json_with_any_value_anywhere_never_answers_5xx(client, raw, path, new):
+    response = send(client, wrong(path, new), raw, content_type="application/json")
+    assert response.status_code in (200, 400), response.content
