@@ -190,6 +190,8 @@ def _status(status, message, encoding):
     response = _encoded(answer, encoding, status)
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="ingest"'
+    if status == 405:
+        response["Allow"] = "POST"
     return response
 
 

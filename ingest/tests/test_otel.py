@@ -413,7 +413,7 @@ def test_keys_that_may_not_write_usage_are_refused(client, fields, code):
 
 def test_only_post(client, raw):
     response = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {raw}")
-    assert response.status_code == 405
+    assert (response.status_code, response["Allow"]) == (405, "POST")
 
 
 @pytest.mark.parametrize(
