@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from core import views as core_views
 from ingest.api import api as ingest_api
 from ingest.api import docs as ingest_docs
+from ingest.api import otel
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
@@ -17,6 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # the ingest API; its interactive docs are for logged-in staff
     path("api/v1/docs", ingest_docs, name="api-docs"),
+    # OpenTelemetry traces (OTLP/HTTP); an exporter appends v1/traces to its base URL
+    path("api/v1/otel/v1/traces", otel.traces, name="otel-traces"),
     path("api/v1/", ingest_api.urls),
 ]
 

@@ -130,6 +130,8 @@ URLS = {
     "api-v1:post_chats": ("POST", 401, 401, 401, 401),
     "api-v1:post_feedback": ("POST", 401, 401, 401, 401),
     "api-v1:api-root": ("GET", 404, 404, 404, 404),
+    # OpenTelemetry traces (ingest/api/otel.py): an API key too
+    "otel-traces": ("POST", 401, 401, 401, 401),
 }
 
 # The admin's app pages, one per app: a group sees an app holding a model it may view.

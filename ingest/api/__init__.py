@@ -31,7 +31,10 @@ items (POST /chats: at most {MAX_MESSAGES} messages in all). A batch is
 written in one transaction, all or nothing. Any invalid item refuses the
 whole batch: 422 lists every field error with its path (`items.3.rating`)
 and every refused item with its reasons. Items that name a user, chat or
-message the source never sent are refused the same way.
+message the source never sent are refused the same way, and so are chats
+naming an organisation slug that another source (or an admin) created: a key
+names only its own source's rows; an unknown slug creates an organisation of
+the key's source.
 
 **Idempotency.** Items are matched by the client's `id` within the key's
 source: sending a batch again creates nothing; a changed item is updated.
@@ -41,6 +44,20 @@ The response counts items created, updated and unchanged.
 default) get 413; a body that is not JSON gets 400; a conflict with a
 concurrent write of the same ids gets 409 (send again). Times must carry a
 time zone.
+
+**Types.** Strict: numbers are JSON numbers (`"10"` and `true` are refused),
+booleans `true`/`false` (not `"yes"` or 1), times ISO 8601 strings with a time
+zone (not Unix timestamps); only client ids take an integer as text.
+
+**OpenTelemetry.** Applications instrumented with OpenTelemetry's GenAI
+conventions can send traces instead: `POST /api/v1/otel/v1/traces` (OTLP/HTTP,
+protobuf or JSON, gzip or not; not listed below, being no JSON batch). Point
+the exporter at it with the SDKs' environment variables:
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://<site>/api/v1/otel/v1/traces`,
+`OTEL_EXPORTER_OTLP_HEADERS=x-api-key=<key>`,
+`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`. Each model-call span becomes one
+usage record (idempotent by trace and span id); impossible spans are counted
+in the answer's `partial_success` with their reasons.
 """
 
 api = NinjaAPI(

@@ -141,30 +141,72 @@ def limit_body(run):
     @wraps(run)
     def guarded(request, *args, **kwargs):
         limit = settings.API_MAX_BODY_BYTES
-        try:
-            declared = int(request.headers.get("content-length") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            return _too_large(limit)
-        try:
-            body = request.read(limit + 1)
-        except OSError:  # the client went away mid-upload
-            return _json({"detail": "The request body could not be read."}, status=400)
-        if len(body) > limit:
-            return _too_large(limit)
-        # Cache what was read the way HttpRequest.body does, so ninja parses
-        # these bytes (and Django's DATA_UPLOAD_MAX_MEMORY_SIZE check, which
-        # would answer an HTML 400, is not reached again).
-        request._body = body
-        request._stream = BytesIO(body)
+        body = read_body(request, limit)
+        if isinstance(body, JsonResponse):
+            return body
         return run(request, *args, **kwargs)
 
     return guarded
 
 
+def read_body(request, limit):
+    """The request body, at most ``limit`` bytes, or the JSON answer refusing it.
+
+    A chunked body (Transfer-Encoding: chunked, no Content-Length) is read
+    from the WSGI server's input, which the server de-chunks (gunicorn does):
+    Django's WSGIRequest would read it as empty, its length being unknown.
+    """
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return _too_large(limit)
+    stream = request
+    if _chunked(request):
+        stream = request.META["wsgi.input"]
+        request._read_started = True
+    try:
+        body = _read_at_most(stream, limit + 1)
+    except OSError:  # the client went away mid-upload
+        return _json({"detail": "The request body could not be read."}, status=400)
+    if len(body) > limit:
+        return _too_large(limit)
+    # Cache what was read the way HttpRequest.body does, so ninja parses
+    # these bytes (and Django's DATA_UPLOAD_MAX_MEMORY_SIZE check, which
+    # would answer an HTML 400, is not reached again).
+    request._body = body
+    request._stream = BytesIO(body)
+    return body
+
+
+def _chunked(request):
+    encoding = request.headers.get("transfer-encoding", "").lower()
+    return (
+        "chunked" in encoding
+        and not request.META.get("CONTENT_LENGTH")
+        and "wsgi.input" in request.META
+    )
+
+
+def _read_at_most(stream, size):
+    # A stream may return fewer bytes than asked before its end (a socket).
+    parts, got = [], 0
+    while got < size:
+        part = stream.read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def too_large_detail(limit):
+    return f"The request body is larger than {limit} bytes; send smaller batches."
+
+
 def _too_large(limit):
     return _json(
-        {"detail": f"The request body is larger than {limit} bytes; send smaller batches."},
+        {"detail": too_large_detail(limit)},
         status=413,
     )

@@ -1,8 +1,14 @@
 """Request and response schemas of the ingest API, all in one place.
 
 pydantic (through django-ninja) validates every field; the bounds below keep
-each value inside its database column, so bad input is a 422 with the path of
-the field, never a database error.
+each value inside its database column (and inside core.bounds, the limits
+every writer holds rows to), so bad input is a 422 with the path of the
+field, never a database error.
+
+Types are strict: a number is a JSON number (``"10"`` is not 10, ``true`` is
+not 1), a boolean is ``true`` or ``false`` (not ``"yes"`` or 1), and a time is
+an ISO 8601 string with a time zone (not a Unix timestamp, as a number or as
+a string of digits). Only client ids take a JSON integer as text.
 """
 
 import datetime as dt
@@ -18,19 +24,23 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+
+from core import bounds
 
 # Items in one batch (every endpoint) and messages in one POST /chats batch.
 MAX_ITEMS = 1000
 MAX_MESSAGES = 10_000
 INT32 = 2**31 - 1
 # Generous for one LLM call, and small enough that the roll-up sums never overflow.
-MAX_TOKENS = 10**9
-MAX_COST = Decimal(1_000_000)
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+MAX_TOKENS = bounds.TOKENS_MAX
+MAX_COST = bounds.COST_MAX
 
 
 def _storable(value: str) -> str:
@@ -59,9 +69,28 @@ def _integer_as_text(value):
     return value
 
 
+def _iso_8601(value):
+    # pydantic's own datetime also takes 1714557600 and "1714557600".
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date and time string, e.g. 2024-05-01T10:00:00Z")
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO 8601 date and time with a time zone, e.g. 2024-05-01T10:00:00Z"
+        ) from None
+
+
 def _in_range(value: dt.datetime) -> dt.datetime:
-    if not EARLIEST <= value < LATEST:
-        raise ValueError("must be between 1970-01-01 and 2100-01-01")
+    if bounds.time_problem(value):
+        raise ValueError(f"must be between {bounds.EARLIEST.date()} and now + 1 day")
+    return value
+
+
+def _json_number(value):
+    # Decimal would also take "12.5"; a string is not a number here.
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a JSON number")
     return value
 
 
@@ -81,10 +110,16 @@ Name255 = _text(255)
 Text = _text()
 Email = Annotated[_text(255), AfterValidator(_email)]
 Slug = Annotated[str, StringConstraints(max_length=100, pattern=r"^[-a-zA-Z0-9_]+$")]
-Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
-Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-Int32 = Annotated[int, Field(ge=0, le=INT32)]
-Score = Annotated[float, Field(ge=0, le=1)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_8601), AfterValidator(_in_range)]
+Tokens = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)]
+Int32 = Annotated[StrictInt, Field(ge=0, le=INT32)]
+Score = Annotated[StrictFloat, Field(ge=0, le=1)]
+Cost = Annotated[
+    Decimal,
+    BeforeValidator(_json_number),
+    Field(ge=0, le=MAX_COST),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": int(MAX_COST)}),
+]
 
 
 class Item(Schema):
@@ -109,11 +144,11 @@ class UsageIn(Item):
     total_tokens: Tokens | None = Field(None, description="Omitted: prompt + completion.")
     query_size: Int32 = 0
     response_size: Int32 = 0
-    cost: Annotated[Decimal, Field(ge=0, le=MAX_COST)] | None = Field(
+    cost: Cost | None = Field(
         None, description="USD. Omitted: priced from the model price list (cost_source computed)."
     )
     timestamp: Moment
-    is_streaming: bool = False
+    is_streaming: StrictBool = False
     request_time_ms: Int32 | None = None
 
 
@@ -148,8 +183,8 @@ class MessageIn(Item):
     context_type: Name100 | None = None
     confidence: Score | None = None
     signal_strength: Score | None = None
-    context_clarity: bool | None = None
-    needs_knowledge: bool = False
+    context_clarity: StrictBool | None = None
+    needs_knowledge: StrictBool = False
 
 
 class ChatIn(Item):
@@ -184,10 +219,10 @@ class ChatBatch(Schema):
 class FeedbackIn(Item):
     id: ClientId
     message_id: ClientId = Field(description="Client id of a message sent before.")
-    rating: int = Field(ge=1, le=5)
+    rating: StrictInt = Field(ge=1, le=5)
     model_name: Name100 | None = None
     model_provider: Name50 | None = None
-    temperature: Annotated[float, Field(ge=0)] | None = None
+    temperature: Annotated[StrictFloat, Field(ge=0)] | None = None
     max_tokens: Int32 | None = None
     created_at: Moment
     updated_at: Moment | None = None

@@ -161,10 +161,31 @@ def _check_user_values(refusals, source, users, paths):
 
 
 def _organizations(source, slugs):
-    """{slug: pk}, creating the organisations no one has created yet."""
+    """{slug: pk, or None when the organisation is another source's}.
+
+    An organisation is the source's when its ``source`` is the key's source;
+    one imported from another application, or made in the admin (no source),
+    is not, and an item naming it is refused (``_check_organizations``).
+    """
     if not slugs:
         return {}
-    found = dict(Organization.objects.filter(slug__in=slugs).values_list("slug", "pk"))
+    found = Organization.objects.filter(slug__in=slugs).values_list("slug", "pk", "source_id")
+    return {slug: pk if source_id == source.pk else None for slug, pk, source_id in found}
+
+
+def _check_organizations(refusals, items, found):
+    for n, chat in enumerate(items):
+        if chat.organization in found and found[chat.organization] is None:
+            refusals.add(
+                f"items.{n}.organization",
+                f"organization {chat.organization!r} is not this source's: "
+                "a source may only name the organisations it created",
+                "forbidden_reference",
+            )
+
+
+def _create_organizations(source, slugs, found):
+    """{slug: pk} of every slug, creating the organisations no one has created yet."""
     new = [
         Organization(source=source, source_pk=slug, slug=slug, name=slug)
         for slug in sorted(slugs - found.keys())
@@ -206,6 +227,9 @@ def write_chats(source, items):
         if isinstance(chat.user, str) and chat.user not in users:
             _check_known(refusals, f"items.{n}.user", chat.user, known_users, "app user")
     _check_user_values(refusals, source, users, user_paths)
+    slugs = {chat.organization for chat in items if chat.organization}
+    orgs = _organizations(source, slugs)
+    _check_organizations(refusals, items, orgs)
     refusals.raise_if_any()
 
     user_counts, user_pks = _upsert(
@@ -214,7 +238,7 @@ def write_chats(source, items):
         {pk: user.model_dump(exclude_unset=True, exclude={"id"}) for pk, user in users.items()},
     )
     user_pks = known_users | user_pks
-    org_pks = _organizations(source, {chat.organization for chat in items if chat.organization})
+    org_pks = _create_organizations(source, slugs, orgs)
     chat_counts, chat_pks = _upsert(
         Chat,
         source,

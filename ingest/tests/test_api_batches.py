@@ -246,7 +246,7 @@ def test_usage_without_cost_is_priced_from_model_prices(client, raw):
         output_per_million=Decimal("0.60"),
         effective_from="2024-01-01",
     )
-    items = [usage(1), usage(2, cost="0.01"), usage(3, model_name="unpriced-model")]
+    items = [usage(1), usage(2, cost=0.01), usage(3, model_name="unpriced-model")]
     post(client, "usage", {"items": items}, raw)
     rows = {u.source_pk: u for u in ModelUsage.objects.all()}
     # 1000 prompt tokens at $0.15/M + 500 completion tokens at $0.60/M
