@@ -71,6 +71,7 @@ MAPPING = Mapping(
             "chatbot_conversation_states",
             Message,
             pk="id",
+            defining=frozenset({"user_message"}),
             columns={
                 "session_id": Fk("chat", Chat),
                 "turn_number": Col("turn_number", integer),

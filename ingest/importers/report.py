@@ -2,10 +2,13 @@
 
 The report is JSON Lines, one object per line:
 
-- a refused row: ``{"table", "source_pk", "reason", "row"}`` (``row`` is
-  the raw source row, dates and decimals as text);
-- rows deleted at the source (kept here): ``{"table", "deleted_at_source",
-  "sample_pks", "reason"}``.
+- a refused row: ``{"outcome": "refused", "table", "source_pk", "reason",
+  "row"}`` (``row`` is the raw source row, dates and decimals as text);
+- a value dropped from a row that landed without it: ``{"outcome": "value
+  dropped", "table", "source_pk", "column", "reason", "value"}`` (the raw
+  value, cut to ``VALUE_MAX_CHARS``);
+- rows deleted at the source (kept here): ``{"outcome": "deleted at
+  source", "table", "deleted_at_source", "sample_pks", "reason"}``.
 
 The file is created with the first line, so a clean run leaves none.
 """
@@ -15,6 +18,18 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 DELETED_SAMPLE = 20
+VALUE_MAX_CHARS = 200
+REFUSED, DROPPED = "refused", "value dropped"
+
+
+def shown(value):
+    """A raw value for the report: text cut to VALUE_MAX_CHARS, with its length."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value)
+        return f"<{len(value)} bytes>"
+    if isinstance(value, str) and len(value) > VALUE_MAX_CHARS:
+        return f"{value[:VALUE_MAX_CHARS]}… ({len(value):,} characters)"
+    return value
 
 
 @dataclass
@@ -25,10 +40,19 @@ class TableStats:
     updated: int = 0
     unchanged: int = 0
     refused: int = 0
+    dropped: int = 0
     deleted_at_source: int = 0
     seconds: float = 0.0
 
-    COLUMNS = ("read", "created", "updated", "unchanged", "refused", "deleted_at_source")
+    COLUMNS = (
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "refused",
+        "dropped",
+        "deleted_at_source",
+    )
 
 
 class Report:
@@ -45,11 +69,33 @@ class Report:
         self.lines += 1
 
     def refused(self, table, source_pk, reason, row):
-        self._write({"table": table, "source_pk": source_pk, "reason": reason, "row": row})
+        row = {name: shown(value) for name, value in row.items()}
+        self._write(
+            {
+                "outcome": REFUSED,
+                "table": table,
+                "source_pk": source_pk,
+                "reason": reason,
+                "row": row,
+            }
+        )
+
+    def dropped(self, table, source_pk, column, reason, value):
+        self._write(
+            {
+                "outcome": DROPPED,
+                "table": table,
+                "source_pk": source_pk,
+                "column": column,
+                "reason": reason,
+                "value": shown(value),
+            }
+        )
 
     def deleted(self, table, count, sample):
         self._write(
             {
+                "outcome": "deleted at source",
                 "table": table,
                 "deleted_at_source": count,
                 "sample_pks": sample,

@@ -125,6 +125,7 @@ MAPPING = Mapping(
             "chat_messages",
             Message,
             pk="id",
+            defining=frozenset({"message_type", "content"}),
             columns={
                 "session_id": Fk("chat", Chat),
                 "message_type": Col("role", role),
