@@ -48,6 +48,7 @@ def assistant_usage(values, usage):
 
 MAPPING = Mapping(
     kind="ai_chat_v2",
+    identifying=("users", "sessions", "messages"),
     tables=(
         Table(
             "users",

@@ -19,6 +19,7 @@ LEDGER_DEFINING = frozenset(
 
 MAPPING = Mapping(
     kind="auto_analyst",
+    identifying=("users", "chats", "messages", "model_usage"),
     tables=(
         Table(
             "users",

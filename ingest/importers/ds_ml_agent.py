@@ -49,6 +49,7 @@ def split_turn(source_pk, values):
 
 MAPPING = Mapping(
     kind="ds_ml_agent",
+    identifying=("chatbot_sessions", "chatbot_conversation_states"),
     tables=(
         Table(
             "chatbot_sessions",

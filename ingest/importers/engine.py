@@ -21,6 +21,7 @@ For each table, parents first:
    and reported, never deleted.
 """
 
+import dataclasses
 import time
 from collections import defaultdict
 from contextlib import closing
@@ -64,24 +65,68 @@ class SchemaMismatch(Exception):
     """The source database is not of the kind named."""
 
 
+def required_columns(table):
+    """The columns without which no row of ``table`` could land: its key, a
+    parent its model requires, a field that has neither NULL nor a default."""
+    required = {table.pk}
+    for column, spec in table.columns.items():
+        name = spec.field
+        if name.startswith("_") or "." in name:
+            continue
+        model_field = table.model._meta.get_field(name)
+        has_no_value = model_field.null or (model_field.has_default() and not isinstance(spec, Fk))
+        if not has_no_value:
+            required.add(column)
+    return required
+
+
 def check_schema(mapping, db):
-    """Fail before writing anything when tables or columns are missing."""
+    """What the source holds of the kind's documented schema, before writing.
+
+    Fails when a table that identifies the kind (``Mapping.identifying``)
+    or a column every row needs (``required_columns``) is missing. Other
+    documented tables and columns are optional: older releases lack some.
+    Returns notes [(outcome, table, column or None, reason)] for the report:
+    documented but absent at the source (skipped, fields left NULL/default),
+    and present but undocumented (ignored)."""
     present = db.tables()
-    missing = [t.name for t in mapping.tables if t.name not in present]
+    missing = [name for name in mapping.identifying if name not in present]
     if missing:
         raise SchemaMismatch(
             f"not a database of kind {mapping.kind}: missing tables {', '.join(missing)}"
         )
-    problems = []
+    notes, problems = [], []
     for table in mapping.tables:
+        if table.name not in present:
+            notes.append((ABSENT, table.name, None, "documented table absent: skipped"))
+            continue
         columns = db.columns(table.name)
         wanted = {table.pk, *table.columns, *filter(None, [table.updated_at])}
-        lacking = sorted(wanted - set(columns) - table.optional)
-        problems += [f"{table.name}.{c}" for c in lacking]
+        lacking = sorted(wanted - set(columns))
+        problems += [f"{table.name}.{c}" for c in lacking if c in required_columns(table)]
+        notes += [
+            (ABSENT, table.name, c, "documented column absent: read as NULL")
+            for c in lacking
+            if c not in required_columns(table)
+        ]
+        notes += [
+            (IGNORED, table.name, c, f"not in the {mapping.kind} schema: ignored")
+            for c in sorted(set(columns) - wanted)
+        ]
     if problems:
         raise SchemaMismatch(
             f"not a database of kind {mapping.kind}: missing columns {', '.join(problems)}"
         )
+    known = {t.name for t in mapping.tables} | set(mapping.ignored)
+    notes += [
+        (IGNORED, name, None, f"not in the {mapping.kind} schema: ignored")
+        for name in sorted(present - known)
+        if not name.startswith("sqlite_")
+    ]
+    return notes
+
+
+ABSENT, IGNORED = "absent at source", "ignored"
 
 
 @dataclass(slots=True)
@@ -144,10 +189,23 @@ class Importer:
     def run(self):
         # High-water marks of every table first: a row written during the run
         # (a child and the parent it needs) is left whole for the next run.
-        marks = {table.name: self.high_marks(table) for table in self.mapping.tables}
-        for table in self.mapping.tables:
+        tables = self.present_tables()
+        marks = {table.name: self.high_marks(table) for table in tables}
+        for table in tables:
             self.import_table(table, marks[table.name])
         return self.stats
+
+    def present_tables(self):
+        """The mapping's tables the source has; an absent updated_at column
+        means the table is read as one without (see check_schema)."""
+        present, tables = self.db.tables(), []
+        for table in self.mapping.tables:
+            if table.name not in present:
+                continue
+            if table.updated_at and table.updated_at not in self.db.columns(table.name):
+                table = dataclasses.replace(table, updated_at=None)
+            tables.append(table)
+        return tables
 
     # --- one table ------------------------------------------------------------
 

@@ -7,6 +7,9 @@ The report is JSON Lines, one object per line:
 - a value dropped from a row that landed without it: ``{"outcome": "value
   dropped", "table", "source_pk", "column", "reason", "value"}`` (the raw
   value, cut to ``VALUE_MAX_CHARS``);
+- a documented table or column the source lacks, or one it has that the
+  kind's schema does not document: ``{"outcome": "absent at source" |
+  "ignored", "table", "column" (or null), "reason"}``;
 - rows deleted at the source (kept here): ``{"outcome": "deleted at
   source", "table", "deleted_at_source", "sample_pks", "reason"}``.
 
@@ -91,6 +94,10 @@ class Report:
                 "value": shown(value),
             }
         )
+
+    def note(self, outcome, table, column, reason):
+        """A table or column absent at the source, or present and undocumented."""
+        self._write({"outcome": outcome, "table": table, "column": column, "reason": reason})
 
     def deleted(self, table, count, sample):
         self._write(

@@ -57,8 +57,9 @@ class Table:
     - ``pk``: the source primary key column; kept as ``source_pk`` (text).
     - ``updated_at``: a column the application bumps on change, if any; with
       it a later run reads only rows changed since (see ``engine.py``).
-    - ``optional``: columns older versions of the application lack; read as
-      NULL when missing instead of failing.
+    - ``optional``: columns older versions of the application lack (for the
+      record: every column but the required ones may be absent, see
+      ``engine.check_schema``).
     - ``defining``: source columns that are what the row is about (a
       message's role and text, a feedback's rating, a call's tokens and
       cost). An invalid value there refuses the row; an invalid value in
@@ -101,6 +102,10 @@ class Mapping:
 
     kind: str
     tables: tuple[Table, ...]
+    # The tables that make a database of this kind: without one of them it
+    # is refused before anything is written. Every other documented table is
+    # optional (an older release may lack it).
+    identifying: tuple[str, ...] = ()
     # Tables of the application's database that are not imported, and why.
     ignored: dict[str, str] = field(default_factory=dict)
 

@@ -53,6 +53,7 @@ def query_usage(values, usage):
 
 MAPPING = Mapping(
     kind="text_to_sql",
+    identifying=("users", "chat_sessions", "chat_messages", "query_analytics"),
     ignored={"alembic_version": "migration bookkeeping, replaced by Django migrations"},
     tables=(
         Table(

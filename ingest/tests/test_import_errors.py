@@ -36,25 +36,24 @@ def test_a_database_of_another_kind_fails_before_writing_naming_the_missing_tabl
         run_import("auto_analyst", path, tmp_path / "report.jsonl")
 
     assert str(error.value) == (
-        "not a database of kind auto_analyst: missing tables chats, model_usage, "
-        "code_executions, message_feedback, deep_analysis_reports, agent_templates, "
-        "user_template_preferences"
+        "not a database of kind auto_analyst: missing tables chats, model_usage"
     )
     assert nothing_written()
     assert not (tmp_path / "report.jsonl").exists()
 
 
-def test_missing_columns_fail_before_writing(tmp_path):
+def test_missing_required_columns_fail_before_writing(tmp_path):
+    # No message could land without its text or its role.
     path = tmp_path / "old.sqlite3"
     connection = sqlite3.connect(path)
     statements = [
-        s.replace("    username VARCHAR NOT NULL UNIQUE,\n", "")
+        s.replace("    content TEXT NOT NULL,\n", "").replace("    sender VARCHAR NOT NULL,\n", "")
         for s in ddl("auto_analyst", "sqlite")
     ]
     execute(connection, statements)
     connection.close()
 
-    with pytest.raises(CommandError, match=r"missing columns users\.username"):
+    with pytest.raises(CommandError, match=r"missing columns messages\.content, messages\.sender$"):
         run_import("auto_analyst", path, tmp_path / "report.jsonl")
 
     assert nothing_written()
@@ -117,7 +116,7 @@ def test_default_source_name_and_report_path(tmp_path, settings):
 
     assert Source.objects.get().name == "ds_ml_agent:agent.sqlite3"
     (report,) = (tmp_path / "var" / "import-rejects").glob("ds_ml_agent-*.jsonl")
-    assert len(read_report(report)) == 5
+    assert [line["outcome"] for line in read_report(report)] == ["refused"] * 5
 
 
 def test_exit_code_is_0_with_refused_rows_and_1_when_the_import_cannot_run(tmp_path, capsys):

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.models import Source
 from ingest.importers import MAPPINGS
-from ingest.importers.engine import Importer, SchemaMismatch, check_schema
+from ingest.importers.engine import ABSENT, IGNORED, Importer, SchemaMismatch, check_schema
 from ingest.importers.readers import SourceError, open_source, safe_url
 from ingest.importers.report import Report, summary_table
 
@@ -78,9 +78,11 @@ class Command(BaseCommand):
         importer, failure = None, None
         try:
             try:
-                check_schema(mapping, db)
+                notes = check_schema(mapping, db)
             except SchemaMismatch as error:
                 raise CommandError(str(error)) from None
+            for outcome, table, column, reason in notes:
+                report.note(outcome, table, column, reason)
             dry_run = options["dry_run"]
             if connection.vendor == "postgresql":
                 # Don't wait for the WAL flush at each batch's commit. A crash
@@ -110,7 +112,7 @@ class Command(BaseCommand):
         finally:
             db.close()
             report.close()
-        self.summarise(importer, report, source, dry_run)
+        self.summarise(importer, report, source, dry_run, notes)
         if failure is not None:
             table = importer.stats[-1].table if importer.stats else "?"
             raise CommandError(
@@ -131,11 +133,15 @@ class Command(BaseCommand):
             )
         return source
 
-    def summarise(self, importer, report, source, dry_run):
+    def summarise(self, importer, report, source, dry_run, notes):
         stats = importer.stats
         title = f"Source {source.name!r}" + (" (dry run: nothing was kept)" if dry_run else "")
         self.stdout.write(title)
         self.stdout.write(summary_table(stats))
+        for outcome in (ABSENT, IGNORED):
+            names = [f"{t}.{c}" if c else t for o, t, c, _ in notes if o == outcome]
+            if names:
+                self.stdout.write(f"{outcome}: {', '.join(names)}")
         refused = sum(s.refused for s in stats)
         deleted = [s for s in stats if s.deleted_at_source]
         for s in deleted:
