@@ -1,6 +1,9 @@
 """What the importer does with databases, rows and batches it cannot take."""
 
+import socket
 import sqlite3
+import threading
+import time
 
 import pytest
 from django.core.management import CommandError, call_command, execute_from_command_line
@@ -9,6 +12,7 @@ from django.db import OperationalError, connection
 from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Source
 from ingest.importers import checks, engine
+from ingest.importers.readers import safe_url, scrubbed
 from ingest.importers.writers import ModelWriter
 from ingest.tests.source_dbs import (
     DDL,
@@ -272,3 +276,62 @@ def test_a_foreign_key_the_database_refuses_at_commit_refuses_only_its_row(tmp_p
     (line,) = [r for r in report if (r["table"], r["source_pk"]) == ("chats", "12")]
     assert line["reason"].startswith("refused by the database:")
     assert summary_counts(out)["chats"]["created"] == 3
+
+
+def test_an_unsupported_url_never_shows_its_password(tmp_path):
+    with pytest.raises(CommandError) as error:
+        run_import("auto_analyst", "mysql://root:hunter2@db/app", tmp_path / "r.jsonl")
+
+    assert "hunter2" not in str(error.value)
+    assert "mysql://root:***@db/app" in str(error.value)
+
+
+def test_safe_url_and_scrubbed_mask_every_password():
+    url = "postgresql://app:s3cr%2Ft@db:5432/app?sslmode=require&password=other"
+    assert safe_url(url) == "postgresql://app:***@db:5432/app?sslmode=require&password=***"
+    message = "FATAL: password authentication failed (s3cr%2Ft, other)"
+    assert "s3cr" not in scrubbed(message, url) and "other" not in scrubbed(message, url)
+    assert safe_url("postgres://u:p@host:notaport/db") == "postgres://u:***@host:notaport/db"
+
+
+def test_a_postgresql_source_that_never_answers_fails_within_15_seconds(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommandError) as error:
+            run_import(
+                "ds_ml_agent",
+                f"postgresql://app:hunter2@127.0.0.1:{port}/app",
+                tmp_path / "r.jsonl",
+            )
+    finally:
+        stop.set()
+        thread.join()
+        for connection_ in accepted:
+            connection_.close()
+        listener.close()
+
+    assert time.monotonic() - started < 15
+    assert accepted  # it did connect, and the server never answered
+    assert str(error.value).startswith(
+        f"cannot connect to postgresql://app:***@127.0.0.1:{port}/app"
+    )
+    assert "timeout" in str(error.value).lower()
+    assert "hunter2" not in str(error.value)
+    assert nothing_written()

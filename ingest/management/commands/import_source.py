@@ -2,10 +2,12 @@
 
 Idempotent and incremental: rows are matched by (source, source_pk), and a
 later run reads only what is new or changed (see ingest/importers/engine.py).
-Exit codes: 0 when every batch was written, even if some rows were refused
-(they are in the report, and a scheduled import must not stop a whole
-application's data for one bad row); 1 when the import could not run or
-stopped part-way (committed batches stay, a rerun continues from there).
+Exit codes: 0 when the run went through, even if some rows were refused or
+values dropped (they are in the report, and a scheduled import must not stop
+a whole application's data for one bad row: a row that fails for any reason
+is refused and the run goes on); 1 when the source cannot be read (absent,
+not of the kind, not answering) or our own database failed part-way
+(committed batches stay, a rerun continues from there).
 """
 
 from contextlib import nullcontext
@@ -20,7 +22,7 @@ from django.utils import timezone
 from core.models import Source
 from ingest.importers import MAPPINGS
 from ingest.importers.engine import ABSENT, IGNORED, Importer, SchemaMismatch, check_schema
-from ingest.importers.readers import SourceError, open_source, safe_url
+from ingest.importers.readers import SourceError, open_source, safe_url, scrubbed
 from ingest.importers.report import Report, summary_table
 
 
@@ -115,8 +117,9 @@ class Command(BaseCommand):
         self.summarise(importer, report, source, dry_run, notes)
         if failure is not None:
             table = importer.stats[-1].table if importer.stats else "?"
+            reason = scrubbed(f"{failure.__class__.__name__}: {failure}", url)
             raise CommandError(
-                f"import stopped in table {table}: {failure.__class__.__name__}: {failure}. "
+                f"import stopped in table {table}: {reason}. "
                 "Batches written before it stay; running the command again continues."
             ) from failure
 
