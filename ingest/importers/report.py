@@ -17,6 +17,7 @@ The file is created with the first line, so a clean run leaves none.
 """
 
 import json
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -63,6 +64,15 @@ class Report:
         self.path = Path(path)
         self._file = None
         self.lines = 0
+        # (table, outcome, reason with its values blanked) → [count, first (pk, reason)]
+        self.tally = {}
+
+    def _count(self, table, outcome, source_pk, reason):
+        key = (table, outcome, reason_pattern(reason))
+        if key in self.tally:
+            self.tally[key][0] += 1
+        else:
+            self.tally[key] = [1, (source_pk, reason)]
 
     def _write(self, record):
         if self._file is None:
@@ -73,6 +83,7 @@ class Report:
 
     def refused(self, table, source_pk, reason, row):
         row = {name: shown(value) for name, value in row.items()}
+        self._count(table, REFUSED, source_pk, reason)
         self._write(
             {
                 "outcome": REFUSED,
@@ -84,6 +95,7 @@ class Report:
         )
 
     def dropped(self, table, source_pk, column, reason, value):
+        self._count(table, DROPPED, source_pk, reason)
         self._write(
             {
                 "outcome": DROPPED,
@@ -136,3 +148,39 @@ def summary_table(stats):
 
     rule = "-" * len(fmt(headers))
     return "\n".join([fmt(headers), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+
+
+_VALUES = re.compile(
+    r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?<![\w.])[-+]?\d[\d,._:]*(?:e[-+]?\d+)?"
+)
+
+
+def reason_pattern(reason):
+    """A reason with its values blanked (quoted text, numbers → …), so the
+    rows refused for one cause count together in the summary."""
+    return _VALUES.sub("…", reason)
+
+
+EXAMPLE_MAX_CHARS = 160
+
+
+def reasons_table(tally):
+    """Per table and reason: how many rows were refused or values dropped,
+    with the first example; tables in the order they were imported."""
+    if not tally:
+        return ""
+    rows = [
+        (table, outcome, str(count), pattern, pk, first)
+        for (table, outcome, pattern), (count, (pk, first)) in tally.items()
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["Refused rows and dropped values, per table and reason (first example):"]
+    for table, outcome, count, pattern, pk, first in rows:
+        if len(first) > EXAMPLE_MAX_CHARS:
+            first = first[: EXAMPLE_MAX_CHARS - 1] + "…"
+        lines.append(
+            f"  {table.ljust(widths[0])}  {outcome.ljust(widths[1])}  {count.rjust(widths[2])}"
+            f"  {pattern}"
+        )
+        lines.append(f"  {'':{widths[0] + widths[1] + widths[2] + 4}}  first: pk {pk}: {first}")
+    return "\n".join(lines)

@@ -251,3 +251,25 @@ def test_exit_code_is_0_with_refusals_and_drops(tmp_path):
     )  # no CommandError: exit 0
 
     assert ModelUsage.objects.count() == 5
+
+
+def test_the_summary_counts_per_table_and_reason_with_a_first_example(tmp_path):
+    path = source(
+        "auto_analyst",
+        tmp_path,
+        "UPDATE model_usage SET cost = -1 WHERE usage_id IN (1000, 1001)",
+        "UPDATE model_usage SET cost = -2.5 WHERE usage_id = 1002",
+        "UPDATE code_executions SET failed_agents = '[oops' WHERE execution_id IN (1, 2)",
+    )
+
+    out, _, report = run_import("auto_analyst", path, tmp_path / "r.jsonl")
+
+    summary = out[out.index("Refused rows and dropped values") :].splitlines()
+    (cost,) = [line for line in summary if "model_usage" in line and "impossible cost" in line]
+    assert cost.split()[:3] == ["model_usage", "refused", "3"]
+    after = summary[summary.index(cost) + 1].strip()
+    assert after == "first: pk 1000: cost: impossible cost -1.0 outside 0…100,000 USD"
+    (json_,) = [line for line in summary if "code_executions" in line and "JSON" in line]
+    assert json_.split()[:4] == ["code_executions", "value", "dropped", "3"]  # 1, 2 and 3
+    # The same counts as the full report.
+    assert len([r for r in report if "impossible cost" in r["reason"]]) == 3

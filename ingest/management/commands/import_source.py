@@ -23,7 +23,7 @@ from core.models import Source
 from ingest.importers import MAPPINGS
 from ingest.importers.engine import ABSENT, IGNORED, Importer, SchemaMismatch, check_schema
 from ingest.importers.readers import SourceError, open_source, safe_url, scrubbed
-from ingest.importers.report import Report, summary_table
+from ingest.importers.report import Report, reasons_table, summary_table
 
 
 def default_report_path(kind):
@@ -145,18 +145,21 @@ class Command(BaseCommand):
             names = [f"{t}.{c}" if c else t for o, t, c, _ in notes if o == outcome]
             if names:
                 self.stdout.write(f"{outcome}: {', '.join(names)}")
+        if report.tally:
+            self.stdout.write(reasons_table(report.tally))
         refused = sum(s.refused for s in stats)
+        dropped = sum(s.dropped for s in stats)
         deleted = [s for s in stats if s.deleted_at_source]
         for s in deleted:
             self.stdout.write(
                 f"{s.table}: {s.deleted_at_source} rows deleted at the source, kept here "
                 f"(sample in {report.path})"
             )
-        if refused:
+        if refused or dropped:
             self.stderr.write(
                 self.style.WARNING(
-                    f"{refused} rows refused, listed with their reasons in {report.path} "
-                    "(refused rows alone do not fail the import: exit code 0)."
+                    f"{refused} rows refused and {dropped} values dropped, listed with their "
+                    f"reasons in {report.path} (they alone do not fail the import: exit code 0)."
                 )
             )
         elif not deleted:
