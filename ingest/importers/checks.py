@@ -20,6 +20,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from core.bounds import cost_problem, time_problem, tokens_problem
+from ingest.upsert import DEFAULTED  # a NULL for a field whose default is computed
 
 from .converters import utf8_problem
 
@@ -31,20 +32,6 @@ INT_RANGES = {
     "PositiveIntegerField": (0, 2**31 - 1),
     "PositiveBigIntegerField": (0, 2**63 - 1),
 }
-
-
-class Defaulted:
-    """A NULL for a NOT NULL field whose default is computed (``timezone.now``).
-
-    Set on create only: an existing row keeps what it has, so a re-import
-    does not see a change every time the clock moves.
-    """
-
-    def __repr__(self):
-        return "<default>"
-
-
-DEFAULTED = Defaulted()
 
 
 def _reason(error):
