@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce, Lower
 
 from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Organization
+from ingest.upsert import upsert_by_source
 from usage.ledger import upsert_usage
 from usage.models import ModelUsage
 
@@ -54,31 +55,16 @@ def _counts(created=0, updated=0, unchanged=0):
 
 
 def _upsert(model, source, rows):
-    """Create or update rows of ``source`` by source_pk.
+    """Create or update rows of ``source`` by source_pk (``ingest.upsert``).
 
     ``rows`` maps source_pk to field values. Returns the counts and
     {source_pk: pk} of every row.
     """
-    existing = {
-        row.source_pk: row for row in model.objects.filter(source=source, source_pk__in=list(rows))
-    }
-    new, changed, fields = [], [], set()
-    for source_pk, values in rows.items():
-        row = existing.get(source_pk)
-        if row is None:
-            new.append(model(source=source, source_pk=source_pk, **values))
-            continue
-        diff = {name: value for name, value in values.items() if getattr(row, name) != value}
-        if diff:
-            for name, value in diff.items():
-                setattr(row, name, value)
-            fields.update(diff)
-            changed.append(row)
-    model.objects.bulk_create(new, batch_size=500)
-    if changed:
-        model.objects.bulk_update(changed, sorted(fields), batch_size=500)
-    counts = _counts(len(new), len(changed), len(rows) - len(new) - len(changed))
-    return counts, {row.source_pk: row.pk for row in [*existing.values(), *new]}
+    states = upsert_by_source(model, source, rows, batch_size=500)
+    counts = _counts()
+    for state, _ in states.values():
+        counts[state] += 1
+    return counts, {source_pk: pk for source_pk, (_, pk) in states.items()}
 
 
 # ---- POST /usage -------------------------------------------------------------

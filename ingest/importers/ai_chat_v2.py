@@ -48,6 +48,7 @@ def assistant_usage(values, usage):
 
 MAPPING = Mapping(
     kind="ai_chat_v2",
+    identifying=("users", "sessions", "messages"),
     tables=(
         Table(
             "users",
@@ -80,6 +81,8 @@ MAPPING = Mapping(
             Message,
             pk="id",
             optional=LATER_COLUMNS,
+            # The tokens are also the ledger row's: an impossible count refuses.
+            defining=frozenset({"role", "content", "prompt_tokens", "completion_tokens"}),
             columns={
                 "session_id": Fk("chat", Chat, carry=("user_id",)),
                 "role": Col("role", role),

@@ -10,8 +10,16 @@ from usage.models import ModelUsage
 from .converters import boolean, decimal, integer, json_value, number, role, timestamp
 from .spec import Col, Fk, Mapping, Table
 
+# A ledger row is its model, tokens, cost and time: an invalid or impossible
+# one refuses the row (core.bounds); the sizes and flags are droppable.
+LEDGER_DEFINING = frozenset(
+    {"model_name", "provider", "prompt_tokens", "completion_tokens", "total_tokens", "cost"}
+    | {"timestamp"}
+)
+
 MAPPING = Mapping(
     kind="auto_analyst",
+    identifying=("users", "chats", "messages", "model_usage"),
     tables=(
         Table(
             "users",
@@ -37,6 +45,7 @@ MAPPING = Mapping(
             "messages",
             Message,
             pk="message_id",
+            defining=frozenset({"sender", "content"}),
             columns={
                 "chat_id": Fk("chat", Chat),
                 "sender": Col("role", role),
@@ -48,6 +57,7 @@ MAPPING = Mapping(
             "model_usage",
             ModelUsage,
             pk="usage_id",
+            defining=LEDGER_DEFINING,
             columns={
                 "user_id": Fk("user", AppUser),
                 "chat_id": Fk("chat", Chat),
@@ -79,7 +89,7 @@ MAPPING = Mapping(
                 "output": Col("output"),
                 "model_provider": Col("model_provider"),
                 "model_name": Col("model_name"),
-                # TEXT columns holding JSON: invalid JSON refuses the row.
+                # TEXT columns holding JSON: invalid JSON is dropped, the run kept.
                 "failed_agents": Col("failed_agents", json_value),
                 "error_messages": Col("error_messages", json_value),
                 "created_at": Col("created_at", timestamp),
@@ -91,6 +101,7 @@ MAPPING = Mapping(
             MessageFeedback,
             pk="feedback_id",
             updated_at="updated_at",
+            defining=frozenset({"rating"}),
             columns={
                 "message_id": Fk("message", Message),
                 "rating": Col("rating", integer),
@@ -107,6 +118,8 @@ MAPPING = Mapping(
             DeepAnalysisReport,
             pk="report_id",
             updated_at="updated_at",
+            # A report is its goal and where it stands (no status would read "pending").
+            defining=frozenset({"goal", "status"}),
             columns={
                 "report_uuid": Col("report_uuid"),
                 "user_id": Fk("user", AppUser),

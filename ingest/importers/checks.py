@@ -19,6 +19,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
+from core.bounds import cost_problem, time_problem, tokens_problem
+from ingest.upsert import DEFAULTED  # a NULL for a field whose default is computed
+
+from .converters import utf8_problem
+
 INT_RANGES = {
     "SmallIntegerField": (-(2**15), 2**15 - 1),
     "IntegerField": (-(2**31), 2**31 - 1),
@@ -27,20 +32,6 @@ INT_RANGES = {
     "PositiveIntegerField": (0, 2**31 - 1),
     "PositiveBigIntegerField": (0, 2**63 - 1),
 }
-
-
-class Defaulted:
-    """A NULL for a NOT NULL field whose default is computed (``timezone.now``).
-
-    Set on create only: an existing row keeps what it has, so a re-import
-    does not see a change every time the clock moves.
-    """
-
-    def __repr__(self):
-        return "<default>"
-
-
-DEFAULTED = Defaulted()
 
 
 def _reason(error):
@@ -60,6 +51,9 @@ def field_cleaner(field):
     has_default = field.has_default()
     default = field.get_default() if has_default and not callable(field.default) else DEFAULTED
     steps = []
+    bound = bound_of(field)
+    if bound is not None:  # first: an impossible quantity is said as such
+        steps.append(_bound_step(bound))
     if isinstance(field, models.CharField | models.TextField):
         steps.append(
             _text_step(getattr(field, "max_length", None) if internal != "TextField" else None)
@@ -96,6 +90,8 @@ def _text_step(max_length):
     def step(value):
         if "\x00" in value:
             raise ValueError("contains a NUL character")
+        if problem := utf8_problem(value):
+            raise ValueError(problem)
         if max_length is not None and len(value) > max_length:
             raise ValueError(f"longer than {max_length} characters ({len(value)})")
         return value
@@ -135,9 +131,40 @@ def _django_step(function):
 
 
 def _json_step(value):
-    if isinstance(value, str | list | dict) and "\\u0000" in json.dumps(value):
-        raise ValueError("contains a NUL character")
+    if isinstance(value, str | list | dict):
+        try:
+            encoded = json.dumps(value, allow_nan=False)
+        except RecursionError:
+            raise ValueError("JSON nested too deep to store") from None
+        except ValueError:
+            raise ValueError("JSON with NaN or Infinity, which JSON cannot hold") from None
+        if "\\u0000" in encoded:
+            raise ValueError("contains a NUL character")
     return value
+
+
+def bound_of(field):
+    """The ``core.bounds`` check a field's values must pass, or None.
+
+    Token counts of one call (``*_tokens``), costs (``cost``, ``*_cost``) and
+    times (every date-time but an expiry, which may lie far ahead)."""
+    name, internal = field.name, field.get_internal_type()
+    if internal.endswith("IntegerField") and name.endswith("_tokens"):
+        return tokens_problem
+    if internal == "DecimalField" and (name == "cost" or name.endswith("_cost")):
+        return cost_problem
+    if internal == "DateTimeField" and not name.startswith("expires"):
+        return time_problem
+    return None
+
+
+def _bound_step(problem_of):
+    def step(value):
+        if problem := problem_of(value):
+            raise ValueError(f"impossible {problem}")
+        return value
+
+    return step
 
 
 def _fit_decimal(value, field):
@@ -216,8 +243,9 @@ def _names(q):
             yield child[0].partition("__")[0]
 
 
-def constraint_checker(model):
-    """``check(values)`` → the reason of the first violated CheckConstraint, or None.
+def constraint_violation(model):
+    """``violation(values)`` → (reason, attnames) of the first violated
+    CheckConstraint, or None.
 
     Constraints this evaluator cannot read (expressions, other lookups) are
     left to the database; the engine's row-by-row retry catches them.
@@ -235,15 +263,26 @@ def constraint_checker(model):
         )
         tests.append((test, constraint, tuple(attnames)))
 
-    def check(values):
+    def violation(values):
         for test, constraint, attnames in tests:
             if test(values) is False:
                 given = ", ".join(f"{a}={values.get(a)!r}" for a in attnames)
                 reason = f"{given} violates {constraint.name}"
                 if constraint.violation_error_message != constraint.default_violation_error_message:
                     reason += f" ({constraint.get_violation_error_message()})"
-                return reason
+                return reason, attnames
         return None
+
+    return violation
+
+
+def constraint_checker(model):
+    """``check(values)`` → the reason of the first violated CheckConstraint, or None."""
+    violation = constraint_violation(model)
+
+    def check(values):
+        found = violation(values)
+        return found and found[0]
 
     return check
 

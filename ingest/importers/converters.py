@@ -8,6 +8,7 @@ NULL stays None everywhere: what a NULL becomes is the field's business
 (see ``checks.py``).
 """
 
+import ast
 import datetime as dt
 import json
 import math
@@ -26,6 +27,20 @@ def text(value):
     if isinstance(value, bytes | bytearray | memoryview):
         raise ValueError("binary data where text was expected")
     return str(value)
+
+
+def utf8_problem(value):
+    """Why text cannot be stored (bytes the source could not decode), or None.
+
+    The SQLite reader decodes with ``surrogateescape``, so undecodable bytes
+    reach here as lone surrogates instead of stopping the read."""
+    if value.isascii():
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError as error:
+        return f"not valid UTF-8 (byte {error.start})"
+    return None
 
 
 def integer(value):
@@ -105,13 +120,51 @@ def timestamp(value):
 
 
 def json_value(value):
-    """A JSON column (or a TEXT column holding JSON) as Python data."""
+    """A JSON column (or a TEXT column holding JSON) as Python data.
+
+    '' (or only blanks) is no value: None, as SQLite applications often
+    store for "nothing yet". Text that is not JSON but a plain Python
+    literal (``"['a', 'b']"``, a list's repr written by ``str(list)``) is
+    read with ``ast.literal_eval``, which evaluates literals only, never
+    code. Anything else raises ``ValueError``; so does nesting too deep to
+    read (a RecursionError), reported as such.
+    """
     if value is None or not isinstance(value, str | bytes):
         return value
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise ValueError("JSON that is not valid UTF-8") from None
+    if not value.strip():
+        return None
     try:
         return json.loads(value)
+    except RecursionError:
+        raise ValueError("JSON nested too deep to read") from None
     except ValueError as error:
+        literal = python_literal(value)
+        if literal is not NOT_A_LITERAL:
+            return literal
         raise ValueError(f"invalid JSON ({error.msg} at char {error.pos})") from None
+
+
+NOT_A_LITERAL = object()
+LITERAL_MAX_CHARS = 100_000
+
+
+def python_literal(value):
+    """``value`` read as a Python literal that JSON can hold, else NOT_A_LITERAL."""
+    if len(value) > LITERAL_MAX_CHARS:
+        return NOT_A_LITERAL
+    try:
+        result = ast.literal_eval(value.strip())
+        json.dumps(result, allow_nan=False)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return NOT_A_LITERAL
+    if not isinstance(result, list | dict | tuple):
+        return NOT_A_LITERAL  # a bare word or number is not what the column holds
+    return list(result) if isinstance(result, tuple) else result
 
 
 ROLE_SYNONYMS = {"ai": Message.Role.ASSISTANT.value}

@@ -49,6 +49,7 @@ def split_turn(source_pk, values):
 
 MAPPING = Mapping(
     kind="ds_ml_agent",
+    identifying=("chatbot_sessions", "chatbot_conversation_states"),
     tables=(
         Table(
             "chatbot_sessions",
@@ -71,6 +72,7 @@ MAPPING = Mapping(
             "chatbot_conversation_states",
             Message,
             pk="id",
+            defining=frozenset({"user_message"}),
             columns={
                 "session_id": Fk("chat", Chat),
                 "turn_number": Col("turn_number", integer),

@@ -21,13 +21,20 @@ For each table, parents first:
    and reported, never deleted.
 """
 
+import dataclasses
 import time
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from tqdm import tqdm
@@ -35,7 +42,7 @@ from tqdm import tqdm
 from usage.models import ModelUsage
 from usage.pricing import PriceBook
 
-from .checks import DEFAULTED, UniqueChecker, constraint_checker, field_cleaner
+from .checks import DEFAULTED, UniqueChecker, constraint_violation, field_cleaner
 from .converters import text
 from .readers import quote_name, read_ahead
 from .report import DELETED_SAMPLE, TableStats
@@ -45,30 +52,81 @@ from .writers import LedgerWriter, ModelWriter, analyze
 # Rows created in a table before its statistics are refreshed (then again
 # each time it has grown by half): see writers.analyze.
 ANALYZE_AFTER = 10_000
+# Rows refused by the last run that the next names one by one (IN …); past
+# this it reads from the lowest of them (or the whole table for text keys).
+RETRY_MAX = 2_000
+# SQLSTATE classes of errors about the row, not the connection: data
+# exception, integrity constraint violation, program limit exceeded (a value
+# too large for an index).
+ROW_SQLSTATE_CLASSES = ("22", "23", "54")
 
 
 class SchemaMismatch(Exception):
     """The source database is not of the kind named."""
 
 
+def required_columns(table):
+    """The columns without which no row of ``table`` could land: its key, a
+    parent its model requires, a field that has neither NULL nor a default."""
+    required = {table.pk}
+    for column, spec in table.columns.items():
+        name = spec.field
+        if name.startswith("_") or "." in name:
+            continue
+        model_field = table.model._meta.get_field(name)
+        has_no_value = model_field.null or (model_field.has_default() and not isinstance(spec, Fk))
+        if not has_no_value:
+            required.add(column)
+    return required
+
+
 def check_schema(mapping, db):
-    """Fail before writing anything when tables or columns are missing."""
+    """What the source holds of the kind's documented schema, before writing.
+
+    Fails when a table that identifies the kind (``Mapping.identifying``)
+    or a column every row needs (``required_columns``) is missing. Other
+    documented tables and columns are optional: older releases lack some.
+    Returns notes [(outcome, table, column or None, reason)] for the report:
+    documented but absent at the source (skipped, fields left NULL/default),
+    and present but undocumented (ignored)."""
     present = db.tables()
-    missing = [t.name for t in mapping.tables if t.name not in present]
+    missing = [name for name in mapping.identifying if name not in present]
     if missing:
         raise SchemaMismatch(
             f"not a database of kind {mapping.kind}: missing tables {', '.join(missing)}"
         )
-    problems = []
+    notes, problems = [], []
     for table in mapping.tables:
+        if table.name not in present:
+            notes.append((ABSENT, table.name, None, "documented table absent: skipped"))
+            continue
         columns = db.columns(table.name)
         wanted = {table.pk, *table.columns, *filter(None, [table.updated_at])}
-        lacking = sorted(wanted - set(columns) - table.optional)
-        problems += [f"{table.name}.{c}" for c in lacking]
+        lacking = sorted(wanted - set(columns))
+        problems += [f"{table.name}.{c}" for c in lacking if c in required_columns(table)]
+        notes += [
+            (ABSENT, table.name, c, "documented column absent: read as NULL")
+            for c in lacking
+            if c not in required_columns(table)
+        ]
+        notes += [
+            (IGNORED, table.name, c, f"not in the {mapping.kind} schema: ignored")
+            for c in sorted(set(columns) - wanted)
+        ]
     if problems:
         raise SchemaMismatch(
             f"not a database of kind {mapping.kind}: missing columns {', '.join(problems)}"
         )
+    known = {t.name for t in mapping.tables} | set(mapping.ignored)
+    notes += [
+        (IGNORED, name, None, f"not in the {mapping.kind} schema: ignored")
+        for name in sorted(present - known)
+        if not name.startswith("sqlite_")
+    ]
+    return notes
+
+
+ABSENT, IGNORED = "absent at source", "ignored"
 
 
 @dataclass(slots=True)
@@ -93,6 +151,8 @@ class Item:
     keys: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
     staged_usage: dict = field(default_factory=dict)
+    # (source column, reason, raw value) of each value dropped, not stored.
+    dropped: list = field(default_factory=list)
 
     @property
     def state(self):
@@ -116,6 +176,11 @@ class Importer:
         self.progress = progress
         self.price_book = PriceBook()
         self.refused_pks = defaultdict(set)
+        # Rows refused by the last run, read again (see read_plan).
+        self.earlier_refused = defaultdict(set)
+        if not full:
+            for name, cursor in source.sync_cursor.items():
+                self.earlier_refused[name] = set(cursor.get("refused", ()))
         self.stats = []
         self._cleaners = {}
         self._plans = {}
@@ -124,10 +189,23 @@ class Importer:
     def run(self):
         # High-water marks of every table first: a row written during the run
         # (a child and the parent it needs) is left whole for the next run.
-        marks = {table.name: self.high_marks(table) for table in self.mapping.tables}
-        for table in self.mapping.tables:
+        tables = self.present_tables()
+        marks = {table.name: self.high_marks(table) for table in tables}
+        for table in tables:
             self.import_table(table, marks[table.name])
         return self.stats
+
+    def present_tables(self):
+        """The mapping's tables the source has; an absent updated_at column
+        means the table is read as one without (see check_schema)."""
+        present, tables = self.db.tables(), []
+        for table in self.mapping.tables:
+            if table.name not in present:
+                continue
+            if table.updated_at and table.updated_at not in self.db.columns(table.name):
+                table = dataclasses.replace(table, updated_at=None)
+            tables.append(table)
+        return tables
 
     # --- one table ------------------------------------------------------------
 
@@ -147,12 +225,19 @@ class Importer:
         ):
             for rows, items, refusals in prepared:
                 self.import_batch(table, rows, items, refusals, stats)
-                if "pk" in new_cursor:  # read in pk order: all below this one are in
-                    self.save_cursor(table, {"pk": rows[-1][table.pk]})
+                last = rows[-1][table.pk]
+                if "pk" in new_cursor and isinstance(last, int):  # read in pk order
+                    waiting = {p for p in self.earlier_refused[table.name] if int(p) > last}
+                    refused = sorted(waiting | self.refused_pks[table.name])
+                    self.save_cursor(table, {"pk": last, "refused": refused})
                 if stats.created >= analyzed_at:  # each time it grew by half
                     analyze(table.model, *([ModelUsage] if table.ledger else []))
                     analyzed_at = stats.created * 3 // 2
                 bar.update(len(rows))
+        if new_cursor:
+            # Rows refused in this run are read again by the next, whatever
+            # the cursor: fixed at the source, they land then.
+            new_cursor["refused"] = sorted(self.refused_pks[table.name])
         self.save_cursor(table, new_cursor)
         if had_rows:
             self.find_deleted(table, stats)
@@ -195,6 +280,18 @@ class Importer:
             params.append(self.db.cursor_value(table.name, table.updated_at, stored["updated_at"]))
             if not integer_pk:
                 since.append(f"{changed} IS NULL")
+        retry = sorted(self.earlier_refused[table.name])
+        if integer_pk:
+            retry = [int(p) for p in retry if _is_int(p)]
+        if since and retry:
+            if len(retry) <= RETRY_MAX:
+                since.append(f"{pk} IN ({', '.join([mark] * len(retry))})")
+                params.extend(retry)
+            elif integer_pk:
+                since.append(f"{pk} >= {mark}")
+                params.append(min(retry))
+            else:
+                since = []  # too many to name: read the table whole
         if since:
             where.append("(" + " OR ".join(since) + ")")
         columns = self.db.columns(table.name)
@@ -235,11 +332,19 @@ class Importer:
             for rows in batches:
                 items, refusals = [], []
                 for raw in rows:
-                    item = Item(raw=raw, pk=text(raw[table.pk]))
                     try:
+                        item = Item(raw=raw, pk=text(raw[table.pk]))
+                    except ValueError:
+                        item = Item(raw=raw, pk=None)
+                    try:
+                        if item.pk is None or not item.pk.strip():
+                            raise Refused(f"{table.pk}: no primary key")
                         self.convert(table, item)
                     except Refused as refusal:
                         refusals.append((item, str(refusal)))
+                        continue
+                    except Exception as error:  # a row no converter foresaw: refused, run on
+                        refusals.append((item, f"could not be read: {problem_text(error)}"))
                         continue
                     items.append(item)
                 yield rows, items, refusals
@@ -253,7 +358,9 @@ class Importer:
         try:
             with transaction.atomic():
                 refusals = self.apply(table, items)
-        except (IntegrityError, DataError):
+        except Exception as error:  # one bad row must not stop the run: retry one by one
+            if stops_the_run(error):
+                raise
             refusals = self.apply_one_by_one(table, items)
         refused = {id(item) for item, _ in refusals}
         for item, reason in refusals:
@@ -261,6 +368,9 @@ class Importer:
         for item in items:
             if id(item) not in refused:
                 setattr(stats, item.state, getattr(stats, item.state) + 1)
+                for column, reason, value in item.dropped:
+                    stats.dropped += 1
+                    self.report.dropped(table.name, item.pk, column, reason, value)
 
     def apply_one_by_one(self, table, items):
         refusals = []
@@ -276,14 +386,20 @@ class Importer:
                 try:
                     with transaction.atomic():
                         refusals += self.apply(table, [item])
-                except (IntegrityError, DataError) as error:
-                    reason = str(error).strip().splitlines()[0]
-                    refusals.append((item, f"refused by the database: {reason}"))
+                except Exception as error:  # this row's, whatever it is: refused, run on
+                    if stops_the_run(error):
+                        raise
+                    if isinstance(error, DatabaseError):
+                        reason = problem_text(ValueError(str(error).strip().splitlines()[0]))
+                        refusals.append((item, f"refused by the database: {reason}"))
+                    else:
+                        refusals.append((item, f"could not be written: {problem_text(error)}"))
         return refusals
 
     def refuse(self, table, item, reason, stats):
         stats.refused += 1
-        self.refused_pks[table.name].add(item.pk)
+        if item.pk is not None:
+            self.refused_pks[table.name].add(item.pk)
         self.report.refused(table.name, item.pk, reason, item.raw)
 
     # --- converting and checking one row (no database) --------------------------
@@ -295,57 +411,30 @@ class Importer:
         return self._cleaners[key]
 
     def plan(self, table):
-        """Per column: (column, converter, target, cleaner or None, ledger field or None).
+        """Per column: (column, converter, target, cleaner or None, ledger field
+        or None, droppable?).
 
         Cleaned as converted, except in a split table (cleaned after the split)
-        and for staging and ``usage.*`` targets (cleaned with their model)."""
+        and for staging and ``usage.*`` targets (cleaned with their model). A
+        droppable column's invalid value is dropped, not the row (see
+        ``Table.defining``): every plain column that does not define the row."""
         if table.name not in self._plans:
             columns = []
             for column, spec in table.columns.items():
                 if isinstance(spec, Fk):
                     continue
                 usage_field = spec.field.removeprefix("usage.") if "." in spec.field else None
-                plain = not (usage_field or spec.field.startswith("_") or table.split)
-                clean = self.cleaner(table.model, spec.field) if plain else None
-                columns.append((column, spec.convert, spec.field, clean, usage_field))
+                staged = bool(usage_field or spec.field.startswith("_"))
+                clean = (
+                    self.cleaner(table.model, spec.field) if not (staged or table.split) else None
+                )
+                droppable = not staged and column not in table.defining
+                columns.append((column, spec.convert, spec.field, clean, usage_field, droppable))
             self._plans[table.name] = (columns, list(table.foreign_keys))
         return self._plans[table.name]
 
-    def convert(self, table, item):
-        columns, foreign_keys = self.plan(table)
-        raw, values = item.raw, {}
-        for column, convert, name, clean, usage_field in columns:
-            try:
-                value = convert(raw[column])
-                if clean is not None:
-                    value = clean(value)
-            except ValueError as error:
-                raise Refused(f"{column}: {error}") from None
-            if usage_field:
-                item.staged_usage[usage_field] = value
-            else:
-                values[name] = value
-        for column in foreign_keys:
-            item.keys[column] = None if raw[column] is None else text(raw[column])
-        if table.split:
-            item.records = [
-                Record(pk, self.clean(table, table.model, v))
-                for pk, v in table.split(item.pk, values)
-            ]
-        else:
-            item.records = [Record(item.pk, values)]
-        check = constraint_checker_for(table.model)
-        for record in item.records:
-            reason = check(record.values) or next(
-                filter(None, (validate(record.values) for validate in table.validators)), None
-            )
-            if reason:
-                raise Refused(reason)
-        if table.model is ModelUsage and item.records[0].values.get("timestamp") is DEFAULTED:
-            raise Refused("timestamp: NULL, and a ledger row needs the time of the call")
-
-    def clean(self, table, model, values):
-        """Clean every field of ``values`` (a split record, a ledger row)."""
+    def sources_of(self, table):
+        """{target field (``usage.`` removed): source column} of ``table``."""
         sources = self._sources.get(table.name)
         if sources is None:
             sources = self._sources[table.name] = {
@@ -353,13 +442,111 @@ class Importer:
                 for c, s in table.columns.items()
                 if isinstance(s, Col)
             }
+        return sources
+
+    def droppable(self, table, column):
+        return column in table.columns and any(
+            c == column and droppable for c, *_, droppable in self.plan(table)[0]
+        )
+
+    def convert(self, table, item):
+        columns, foreign_keys = self.plan(table)
+        raw, values = item.raw, {}
+        for column, convert, name, clean, usage_field, droppable in columns:
+            try:
+                value = convert(raw[column])
+                if clean is not None:
+                    value = clean(value)
+            except Exception as error:  # any failure of one value: drop it or refuse
+                reason = f"{column}: {problem_text(error)}"
+                if not droppable:
+                    raise Refused(reason) from None
+                value = self.dropped(table.model, name, clean, item, column, reason)
+            if usage_field:
+                item.staged_usage[usage_field] = value
+            else:
+                values[name] = value
+        if table.model is ModelUsage:
+            total = self.sources_of(table).get("total_tokens")
+            if total is not None and raw.get(total) is None:
+                values["total_tokens"] = None
+                derive_total(values)
+        for column in foreign_keys:
+            item.keys[column] = None if raw[column] is None else text(raw[column])
+        if table.split:
+            item.records = [
+                Record(pk, self.clean(table, table.model, v, item))
+                for pk, v in table.split(item.pk, values)
+            ]
+        else:
+            item.records = [Record(item.pk, values)]
+        for record in item.records:
+            self.check_row(table, item, record.values)
+        if table.model is ModelUsage and item.records[0].values.get("timestamp") is DEFAULTED:
+            raise Refused("timestamp: NULL, and a ledger row needs the time of the call")
+
+    def dropped(self, model, name, clean, item, column, reason):
+        """The value of a dropped one: what a NULL at the source would give.
+
+        Refuses the row when the field cannot go without a value (NOT NULL,
+        no default) or would get the time of the import (a computed date
+        default), which would state something the source never said."""
+        if clean is None and not name.startswith("_"):
+            clean = self.cleaner(model, name)
+        try:
+            value = None if clean is None else clean(None)
+        except ValueError:
+            raise Refused(reason) from None
+        if value is DEFAULTED and model._meta.get_field(name).get_internal_type() in (
+            "DateTimeField",
+            "DateField",
+        ):
+            raise Refused(reason)
+        if all(c != column for c, *_ in item.dropped):  # once per column (a split row)
+            item.dropped.append((column, reason, item.raw.get(column)))
+        return value
+
+    def check_row(self, table, item, values):
+        """The model's check constraints, then the table's validators.
+
+        A constraint that only involves droppable columns drops their values
+        (and is checked again); one that involves a defining column, a
+        parent or a value the mapping sets refuses the row."""
+        violation = constraint_violation_for(table.model)
+        sources = self.sources_of(table)
+        for _ in range(len(table.model._meta.constraints) + 1):
+            found = violation(values)
+            if found is None:
+                break
+            reason, attnames = found
+            columns = [sources.get(attname) for attname in attnames]
+            if not all(column and self.droppable(table, column) for column in columns):
+                raise Refused(reason)
+            for attname, column in zip(attnames, columns, strict=True):
+                values[attname] = self.dropped(table.model, attname, None, item, column, reason)
+        reason = next(filter(None, (validate(values) for validate in table.validators)), None)
+        if reason:
+            raise Refused(reason)
+
+    def clean(self, table, model, values, item=None):
+        """Clean every field of ``values`` (a split record, a ledger row).
+
+        In a split record (``item`` given) an invalid droppable value is
+        dropped; in a ledger row every value counts: the row is refused."""
+        sources = self.sources_of(table)
+        if model is ModelUsage:
+            derive_total(values)
         for name, value in values.items():
             if name.startswith("_"):
                 continue
             try:
                 values[name] = self.cleaner(model, name)(value)
-            except ValueError as error:
-                raise Refused(f"{sources.get(name, name)}: {error}") from None
+            except Exception as error:  # any failure of one value: drop it or refuse
+                column = sources.get(name, name)
+                reason = f"{column}: {problem_text(error)}"
+                if item is None or model is ModelUsage or not self.droppable(table, column):
+                    raise Refused(reason) from None
+                values[name] = self.dropped(model, name, None, item, column, reason)
         if model is ModelUsage and values.get("timestamp") is DEFAULTED:
             raise Refused("timestamp: NULL, and a ledger row needs the time of the call")
         return values
@@ -451,11 +638,12 @@ class Importer:
                 refusals.append((item, f"{column}: NULL where a value is required"))
                 continue
             if key is not None and key not in found:
-                how = (
-                    "refused in this run"
-                    if key in self.refused_pks.get(parent_table, ())
-                    else "not in this source"
-                )
+                if key in self.refused_pks.get(parent_table, ()):
+                    how = "refused in this run"
+                elif key in self.earlier_refused.get(parent_table, ()):
+                    how = "refused in an earlier run"
+                else:
+                    how = "not in this source"
                 refusals.append(
                     (item, f"parent refused/missing: {column}={key!r} ({parent_table}, {how})")
                 )
@@ -525,14 +713,47 @@ class Importer:
             self.report.deleted(table.name, stats.deleted_at_source, sample)
 
 
+def stops_the_run(error):
+    """Whether ``error`` is about our database, not the row: a lost
+    connection or a locked database stops the run (committed batches stay,
+    a rerun continues); anything else refuses the row and the run goes on."""
+    if not isinstance(error, OperationalError | InterfaceError):
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None) or ""
+    return sqlstate[:2] not in ROW_SQLSTATE_CLASSES
+
+
 def _is_int(value):
     return value.lstrip("-").isdigit()
 
 
-_constraint_checkers = {}
+_constraint_violations = {}
 
 
-def constraint_checker_for(model):
-    if model not in _constraint_checkers:
-        _constraint_checkers[model] = constraint_checker(model)
-    return _constraint_checkers[model]
+def constraint_violation_for(model):
+    if model not in _constraint_violations:
+        _constraint_violations[model] = constraint_violation(model)
+    return _constraint_violations[model]
+
+
+def derive_total(values):
+    """A ledger row's total_tokens when the source gave none (NULL): the sum
+    of its parts. A total the source reported, 0 included, stays as it is."""
+    if values.get("total_tokens") is None:
+        parts = (values.get("prompt_tokens"), values.get("completion_tokens"))
+        if all(isinstance(p, int) or p is None for p in parts):
+            values["total_tokens"] = sum(p or 0 for p in parts)
+
+
+PROBLEM_MAX_CHARS = 300
+
+
+def problem_text(error):
+    """One line saying why a value failed: a ValueError's own words, else
+    the exception's name and message (a RecursionError, an OverflowError)."""
+    if isinstance(error, ValueError) and type(error) is ValueError:
+        text_ = str(error)
+    else:
+        text_ = f"{type(error).__name__}: {error}"
+    text_ = " ".join(text_.split())
+    return text_ if len(text_) <= PROBLEM_MAX_CHARS else text_[: PROBLEM_MAX_CHARS - 1] + "…"

@@ -11,7 +11,7 @@ import queue
 import sqlite3
 import threading
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.types.string import TextLoader
@@ -34,16 +34,40 @@ def open_source(url):
         return SQLiteSource(url.split(":///", 1)[1] if ":///" in url else url[len("sqlite:") :])
     if scheme in ("", "file"):
         return SQLiteSource(url.removeprefix("file:"))
-    raise SourceError(f"unsupported source URL {url!r}: use sqlite:///path or postgres://…")
+    raise SourceError(
+        f"unsupported source URL {safe_url(url)!r}: use sqlite:///path or postgres://…"
+    )
 
 
 def safe_url(url):
-    """``url`` without its password, for messages and Source.description."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """``url`` without its password (user:password@, or ?password=), for
+    messages, logs and Source.description."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not even a URL (a bad port): show only its scheme
+        return url.split(":", 1)[0] + "://…" if "://" in url else "…"
+    netloc, query = parts.netloc, parts.query
+    if password:
+        netloc = netloc.replace(f":{password}@", ":***@")
+    if "password" in query.lower():
+        query = "&".join(
+            f"{pair.split('=', 1)[0]}=***" if pair.split("=", 1)[0].lower() == "password" else pair
+            for pair in query.split("&")
+        )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def scrubbed(text, url):
+    """``text`` (a driver's message) with any password of ``url`` masked."""
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password, *parse_qs(parts.query).get("password", [])]
+    except ValueError:
+        secrets = []
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+    return text
 
 
 class SQLiteSource:
@@ -104,6 +128,7 @@ class SQLiteSource:
 
 
 TEXT_TYPES = ("json", "jsonb", "uuid", "inet", "cidr")
+CONNECT_TIMEOUT = {"connect_timeout": 10}  # seconds: the message comes within 15
 
 
 class PostgresSource:
@@ -113,10 +138,14 @@ class PostgresSource:
     placeholder = "%s"
 
     def __init__(self, url):
+        # A server that accepts and never answers must not hang the import:
+        # libpq gives up after connect_timeout (unless the URL sets its own).
+        timeout = {} if "connect_timeout" in parse_qs(urlsplit(url).query) else CONNECT_TIMEOUT
         try:
-            self.connection = psycopg.connect(url, autocommit=False)
+            self.connection = psycopg.connect(url, autocommit=False, **timeout)
         except psycopg.Error as error:
-            raise SourceError(f"cannot connect to {safe_url(url)}: {error}") from error
+            message = scrubbed(" ".join(str(error).split()), url)
+            raise SourceError(f"cannot connect to {safe_url(url)}: {message}") from None
         self.connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         self.connection.read_only = True
         for type_name in TEXT_TYPES:

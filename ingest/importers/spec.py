@@ -57,8 +57,14 @@ class Table:
     - ``pk``: the source primary key column; kept as ``source_pk`` (text).
     - ``updated_at``: a column the application bumps on change, if any; with
       it a later run reads only rows changed since (see ``engine.py``).
-    - ``optional``: columns older versions of the application lack; read as
-      NULL when missing instead of failing.
+    - ``optional``: columns older versions of the application lack (for the
+      record: every column but the required ones may be absent, see
+      ``engine.check_schema``).
+    - ``defining``: source columns that are what the row is about (a
+      message's role and text, a feedback's rating, a call's tokens and
+      cost). An invalid value there refuses the row; an invalid value in
+      any other column is dropped (stored as if the source had NULL) and
+      reported, and the row lands. The key and the parents always define.
     - ``validators``: row checks beyond the model's own, ``f(values)`` →
       a reason, or None when the row is fine.
     - ``split``: one source row → several records, ``f(source_pk, values)``
@@ -78,6 +84,7 @@ class Table:
     columns: dict[str, Col | Fk]
     updated_at: str | None = None
     optional: frozenset[str] = field(default_factory=frozenset)
+    defining: frozenset[str] = field(default_factory=frozenset)
     validators: tuple[Callable[[dict], str | None], ...] = ()
     split: Callable[[str, dict], Any] | None = None
     ledger: Callable[[dict, dict], dict | None] | None = None
@@ -95,6 +102,10 @@ class Mapping:
 
     kind: str
     tables: tuple[Table, ...]
+    # The tables that make a database of this kind: without one of them it
+    # is refused before anything is written. Every other documented table is
+    # optional (an older release may lack it).
+    identifying: tuple[str, ...] = ()
     # Tables of the application's database that are not imported, and why.
     ignored: dict[str, str] = field(default_factory=dict)
 

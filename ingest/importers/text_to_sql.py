@@ -53,6 +53,7 @@ def query_usage(values, usage):
 
 MAPPING = Mapping(
     kind="text_to_sql",
+    identifying=("users", "chat_sessions", "chat_messages", "query_analytics"),
     ignored={"alembic_version": "migration bookkeeping, replaced by Django migrations"},
     tables=(
         Table(
@@ -125,6 +126,7 @@ MAPPING = Mapping(
             "chat_messages",
             Message,
             pk="id",
+            defining=frozenset({"message_type", "content"}),
             columns={
                 "session_id": Fk("chat", Chat),
                 "message_type": Col("role", role),

@@ -11,66 +11,28 @@ from types import SimpleNamespace
 from django.db import connection
 from django.utils import timezone
 
+from ingest.upsert import upsert_by_source
 from usage import ledger, rollups
 from usage.models import ModelUsage
 
-from .checks import DEFAULTED
-
 
 class ModelWriter:
-    """Every imported model but the ledger: bulk_create the new rows,
-    bulk_update the changed fields of the others (see ``Table.keep_local``)."""
+    """Every imported model but the ledger, through ``ingest.upsert``: new rows
+    created, changed fields updated (see ``Table.keep_local``)."""
 
     def __init__(self, model, source, keep_local=None):
         self.model = model
         self.source = source
         self.keep_local = keep_local or {}
-        self.fields = {f.attname: f for f in model._meta.concrete_fields}
 
     def write(self, records):
-        names = sorted({k for r in records for k in r.values if not k.startswith("_")})
-        guards = sorted(set(self.keep_local.values()) - set(names))
-        existing = {
-            row["source_pk"]: row
-            for row in self.model._default_manager.filter(
-                source=self.source, source_pk__in=[r.source_pk for r in records]
-            ).values("id", "source_pk", *names, *guards)
+        rows = {
+            record.source_pk: {k: v for k, v in record.values.items() if not k.startswith("_")}
+            for record in records
         }
-        new, changed = [], {}
+        states = upsert_by_source(self.model, self.source, rows, keep_local=self.keep_local)
         for record in records:
-            values = {k: v for k, v in record.values.items() if not k.startswith("_")}
-            old = existing.get(record.source_pk)
-            if old is None:
-                for name, value in values.items():
-                    if value is DEFAULTED:
-                        values[name] = self.fields[name].get_default()
-                new.append(
-                    (record, self.model(source=self.source, source_pk=record.source_pk, **values))
-                )
-                record.state = "created"
-                continue
-            record.id = old["id"]
-            diff = {
-                name: value
-                for name, value in values.items()
-                if value is not DEFAULTED
-                and old[name] != value
-                and not (name in self.keep_local and old[self.keep_local[name]] is not None)
-            }
-            record.state = "updated" if diff else "unchanged"
-            if diff:
-                changed[old["id"]] = (old, diff)
-        if new:
-            self.model._default_manager.bulk_create([obj for _, obj in new])
-            for record, obj in new:
-                record.id = obj.pk
-        if changed:
-            fields = sorted({name for _, diff in changed.values() for name in diff})
-            objs = [
-                self.model(id=pk, **{f: diff.get(f, old[f]) for f in fields})
-                for pk, (old, diff) in changed.items()
-            ]
-            self.model._default_manager.bulk_update(objs, fields)
+            record.state, record.id = states[record.source_pk]
 
 
 LEDGER_FIELDS = [f for f in ModelUsage._meta.concrete_fields if not f.primary_key]

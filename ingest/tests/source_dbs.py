@@ -5,7 +5,8 @@ kind's schema document (shared/seeds/…) and fills them with a handful of
 rows, awkward ones included: NULLs, anonymous chats, unicode, times at
 23:59:59 and 00:00:00, zero and NULL costs, huge token counts, and the rows
 the unified schema must refuse, listed in ``BAD_ROWS`` with a word of their
-expected reason. ``CHANGES`` adds and changes rows for the incremental tests.
+expected reason, and the values it must drop while keeping their rows, in
+``DROPPED``. ``CHANGES`` adds and changes rows for the incremental tests.
 
 The same DDL serves SQLite and PostgreSQL (``dialect``): types in braces
 are translated, and PostgreSQL gets no REFERENCES clauses so that the
@@ -438,7 +439,7 @@ ROWS = {
                 (3, "Zoë 🚀", "zoe@example.com", "2025-02-01 00:00:00.000001"),
                 (4, "alice2", "Alice@Example.com", "2025-02-02 10:00:00"),  # BAD: e-mail case
                 (5, "carol", "carol@example.com", "2025-06-01 00:00:00"),
-                (6, "dave", "not-an-e-mail", "2025-06-01 00:00:00"),  # BAD: e-mail
+                (6, "dave", "not-an-e-mail", "2025-06-01 00:00:00"),  # DROPPED: e-mail
             ],
         ),
         "chats": (
@@ -477,8 +478,8 @@ ROWS = {
                  "2025-02-03 12:00:00", False, 300),  # NULL cost: priced from ModelPrice
                 (1003, 1, None, "mystery-model", "acme", 7, 8, 15, 1, 1, None,
                  "2025-02-03 12:00:01", False, None),  # NULL cost, no price: stays NULL
-                (1004, 3, 16, "gemini-1.5-pro", "google", 3_000_000_000, 1_500_000_000,
-                 4_500_000_000, 5, 5, 1234.56789, "2025-02-04 08:00:00", True, 99000),  # huge
+                (1004, 3, 16, "gemini-1.5-pro", "google", 600_000_000, 300_000_000,
+                 900_000_000, 5, 5, 1234.56789, "2025-02-04 08:00:00", True, 99000),  # huge
                 (1005, 99, 10, "gpt-4o-mini", "openai", 1, 1, 2, 0, 0, 0.1, "2025-02-05 00:00:00",
                  False, 1),  # BAD: no user 99
                 (1006, 1, 13, "gpt-4o-mini", "openai", 1, 1, 2, 0, 0, 0.1, "2025-02-05 00:00:00",
@@ -498,7 +499,7 @@ ROWS = {
                 (2, 101, 10, None, None, None, False, None, None, None, None, None,
                  "2025-02-01 00:00:00", None),
                 (3, 100, 10, 1, "x", "x", False, "boom", "openai", "gpt-4o", "[not json", None,
-                 "2025-02-01 00:00:00", "2025-02-01 00:00:00"),  # BAD: JSON
+                 "2025-02-01 00:00:00", "2025-02-01 00:00:00"),  # DROPPED: JSON
                 (4, 104, 10, 1, "y", "y", True, "", "openai", "gpt-4o", "[]", "{}",
                  "2025-02-01 00:00:00", "2025-02-01 00:00:00"),  # BAD: message refused
             ],
@@ -534,7 +535,7 @@ ROWS = {
                 # BAD: status
                 (3, "rep-0003", 1, "bad status", "exploded", None, None, None, None, None, None,
                  None, None, None, None, None, 0, 0, 0.0, 0, "2025-02-01 00:00:00", None),
-                # BAD: progress 150
+                # DROPPED: progress 150
                 (4, "rep-0004", 1, "bad progress", "running", None, None, None, None, None, None,
                  None, None, None, None, None, 150, 0, 0.0, 0, "2025-02-01 00:00:00", None),
             ],
@@ -549,7 +550,7 @@ ROWS = {
                 (2, "planner", None, "Plans", "You plan.", None, None, True, "planner", False,
                  "2025-01-01 00:00:00"),
                 (3, "odd_agent", "Odd", "Odd", "Odd", None, None, False, "sometimes", True,
-                 "2025-01-01 00:00:00"),  # BAD: variant_type
+                 "2025-01-01 00:00:00"),  # DROPPED: variant_type
             ],
         ),
         "user_template_preferences": (
@@ -558,7 +559,7 @@ ROWS = {
             [
                 (1, 1, 1, True, 5, "2025-02-01 00:00:00", "2025-01-05 00:00:00"),
                 (2, 2, 2, False, 0, None, "2025-01-05 00:00:00"),
-                (3, 1, 3, True, 1, None, "2025-01-05 00:00:00"),  # BAD: template refused
+                (3, 1, 3, True, 1, None, "2025-01-05 00:00:00"),  # template: variant dropped
             ],
         ),
     },
@@ -637,7 +638,7 @@ ROWS = {
                 (uid(2), "ben@example.com", "$2b$12$hash-ben", "Bén Ødegård", None, "viewer", False,
                  "2025-02-01 00:00:00", None, None, 0, None),
                 (uid(3), "root@example.com", "$2b$12$hash-root", "Root", None, "superuser", True,
-                 "2025-02-01 00:00:00", None, None, 0, None),  # BAD: role
+                 "2025-02-01 00:00:00", None, None, 0, None),  # DROPPED: role
                 (uid(4), "ANA@example.com", "$2b$12$hash-ana2", "Ana Again", None, "viewer", True,
                  "2025-02-01 00:00:00", None, None, 0, None),  # BAD: e-mail case
             ],
@@ -649,7 +650,7 @@ ROWS = {
                 (uid(11), uid(1), "tok-hash-1", "2025-03-01 00:00:00", None, True, False,
                  '{"browser": "Firefox", "os": "Linux"}', "2025-02-01 00:00:00"),
                 (uid(12), uid(3), "tok-hash-2", "2025-03-01 00:00:00", None, True, False, None,
-                 "2025-02-01 00:00:00"),  # BAD: user refused
+                 "2025-02-01 00:00:00"),  # of the user whose role was dropped
             ],
         ),
         "api_keys": (
@@ -703,8 +704,8 @@ ROWS = {
                 (uid(54), uid(54), uid(1), "Top 10 customers", "SELECT …", 1.5, 10, True, None,
                  "table", 100, 10, 110, "llama-3.3-70b-versatile", 0.0, "2025-02-04 00:00:00",
                  "2025-02-04 00:00:00"),  # zero cost
-                # BAD: user refused
-                (uid(55), uid(55), uid(3), "by a refused user", None, None, None, True, None, None,
+                # of the user whose role was dropped
+                (uid(55), uid(55), uid(3), "by user 3", None, None, None, True, None, None,
                  1, 1, 2, "gpt-4o", 0.01, "2025-02-04 00:00:00", "2025-02-04 00:00:00"),
             ],
         ),
@@ -715,7 +716,7 @@ ROWS = {
                 (uid(61), uid(1), "2025-02-01 00:00:00", "2025-02-01 23:59:59", "192.168.1.10",
                  "Mozilla/5.0", 5, False),
                 (uid(62), uid(2), "2025-02-02 00:00:00", None, "2001:db8::1", None, 0, True),
-                # BAD: ip
+                # DROPPED: ip
                 (uid(63), uid(2), "2025-02-02 00:00:00", None, "not-an-ip", None, 0, True),
             ],
         ),
@@ -822,14 +823,14 @@ ROWS = {
                 (uid(22), uid(11), "assistant", "Hello! 👋", "analyst", "casual", "normal",
                  "general", 0.9, 0.8, 1, 0, "gpt-4o-mini", 12, 30, 0, None, "2025-02-01 00:00:01"),
                 (uid(23), uid(11), "assistant", "The total is 42.", None, "technical", "cautious",
-                 "data", None, 1.0, 0, 1, "gemini-2.0-flash", 2_000_000_000, 5, 1, "wrong number",
+                 "data", None, 1.0, 0, 1, "gemini-2.0-flash", 900_000_000, 5, 1, "wrong number",
                  "2025-02-01 23:59:59"),  # huge tokens, flagged mistake
                 # no ledger row
                 (uid(24), uid(12), "assistant", "No tokens recorded", "legacy", None, None, None,
                  0.0, None, None, 0, "gpt-4", None, None, 0, None, "2025-02-03 00:00:00"),
                 (uid(25), uid(12), "assistant", "too sure", None, None, None, None, 2.0, None, None,
-                 0, "gpt-4o-mini", 1, 1, 0, None, "2025-02-03 00:00:00"),  # BAD: confidence 2.0
-                # BAD: signal_strength -1
+                 0, "gpt-4o-mini", 1, 1, 0, None, "2025-02-03 00:00:00"),  # DROPPED: confidence 2.0
+                # DROPPED: signal_strength -1
                 (uid(26), uid(12), "assistant", "negative", None, None, None, None, None, -1.0,
                  None, 0, "gpt-4o-mini", 1, 1, 0, None, "2025-02-03 00:00:00"),
                 # BAD: session refused
@@ -839,18 +840,19 @@ ROWS = {
                 (uid(28), uid(12), "assistant", "model unknown", None, None, None, None, None, None,
                  None, 0, None, 5, 5, 0, None, "2025-02-03 00:00:00"),
                 (uid(29), uid(12), "user", "clarity 2", None, None, None, None, None, None, 2, 0,
-                 None, None, None, 0, None, "2025-02-03 00:00:00"),  # BAD: clarity 2
+                 None, None, None, 0, None, "2025-02-03 00:00:00"),  # DROPPED: clarity 2
             ],
         ),
     },
 }
 # fmt: on
 
-# (table, source pk) → a word the refusal reason must contain.
+# (table, source pk) → a word the refusal reason must contain: rows that cannot
+# be stored meaningfully (no parent, an invalid defining value, a duplicate
+# identity, an impossible quantity).
 BAD_ROWS = {
     "auto_analyst": {
         ("users", "4"): "differs only in case",
-        ("users", "6"): "valid email",
         ("chats", "13"): "parent refused/missing",
         ("chats", "14"): "parent refused/missing",
         ("messages", "103"): "not one of",
@@ -858,14 +860,10 @@ BAD_ROWS = {
         ("messages", "105"): "parent refused/missing",
         ("model_usage", "1005"): "parent refused/missing",
         ("model_usage", "1006"): "parent refused/missing",
-        ("code_executions", "3"): "invalid JSON",
         ("code_executions", "4"): "parent refused/missing",
         ("message_feedback", "2"): "chats_feedback_rating_1_5",
         ("message_feedback", "4"): "message",
         ("deep_analysis_reports", "3"): "not one of",
-        ("deep_analysis_reports", "4"): "reports_report_progress_0_100",
-        ("agent_templates", "3"): "not one of",
-        ("user_template_preferences", "3"): "parent refused/missing",
     },
     "ds_ml_agent": {
         ("chatbot_sessions", "sess_bad_org"): "not a slug",
@@ -875,22 +873,38 @@ BAD_ROWS = {
         ("chatbot_analysis_results", "158"): "parent refused/missing",
     },
     "text_to_sql": {
-        ("users", uid(3)): "not one of",
         ("users", uid(4)): "differs only in case",
-        ("refresh_tokens", uid(12)): "parent refused/missing",
         ("chat_messages", uid(44)): "not one of",
         ("chat_messages", uid(45)): "parent refused/missing",
-        ("query_analytics", uid(55)): "parent refused/missing",
-        ("user_sessions", uid(63)): "IP",
     },
     "ai_chat_v2": {
         ("sessions", uid(13)): "parent refused/missing",
-        ("messages", uid(25)): "chats_message_confidence_0_1",
-        ("messages", uid(26)): "chats_message_signal_strength_0_1",
         ("messages", uid(27)): "parent refused/missing",
-        ("messages", uid(29)): "not a boolean",
     },
 }
+
+# (table, source pk) → {source column: a word of the reason}: values outside
+# the unified schema in a column that does not define the row. The row lands
+# with that column as if the source had NULL (NULL or the field's default).
+DROPPED = {
+    "auto_analyst": {
+        ("users", "6"): {"email": "valid email"},
+        ("code_executions", "3"): {"failed_agents": "invalid JSON"},
+        ("deep_analysis_reports", "4"): {"progress_percentage": "reports_report_progress_0_100"},
+        ("agent_templates", "3"): {"variant_type": "not one of"},
+    },
+    "ds_ml_agent": {},
+    "text_to_sql": {
+        ("users", uid(3)): {"role": "not one of"},
+        ("user_sessions", uid(63)): {"ip_address": "IP"},
+    },
+    "ai_chat_v2": {
+        ("messages", uid(25)): {"confidence": "chats_message_confidence_0_1"},
+        ("messages", uid(26)): {"signal_strength": "chats_message_signal_strength_0_1"},
+        ("messages", uid(29)): {"context_clarity": "not a boolean"},
+    },
+}
+
 
 # Later changes at the source, for the incremental tests: SQL statements, and
 # per table the (created, updated) counts the next run must report. Only

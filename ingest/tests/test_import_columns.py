@@ -18,6 +18,7 @@ from django.db.models import Sum
 from core.models import Organization, Source
 from ingest.tests.source_dbs import (
     BAD_ROWS,
+    DROPPED,
     ENTITY_MAP,
     KINDS,
     ROWS,
@@ -154,6 +155,7 @@ def compare_all(kind, url, source, kept=()):
         model = apps.get_model(*columns[pk_column].split(".")[:2])
         bad = {pk for (name, pk) in BAD_ROWS[kind] if name == table}
         rows = [r for r in source_rows(url, table) if str(r[pk_column]) not in bad]
+        dropped = {pk: columns for (name, pk), columns in DROPPED[kind].items() if name == table}
         expected_pks = set()
         for row in rows:
             for obj, skipped in our_rows(kind, table, model, source, row, pk_column):
@@ -170,7 +172,9 @@ def compare_all(kind, url, source, kept=()):
                             continue
                     field = apps.get_model(app_label, model_name)._meta.get_field(field_name)
                     where = (table, row[pk_column], column, row[column])
-                    check_column(kind, table, column, field, row[column], holder, where)
+                    # A dropped value lands as if the source had NULL.
+                    raw = None if column in dropped.get(str(row[pk_column]), ()) else row[column]
+                    check_column(kind, table, column, field, raw, holder, where)
                     checked += 1
         expected_pks |= {pk for (name, pk) in kept if name == table}
         ours = set(model.objects.filter(source=source).values_list("source_pk", flat=True))
@@ -198,12 +202,14 @@ def test_counts_per_table_are_the_good_source_rows(kind, tmp_path, prices):
             assert table not in counts
             continue
         bad = sum(1 for name, _ in BAD_ROWS[kind] if name == table)
+        dropped = sum(len(c) for (name, _), c in DROPPED[kind].items() if name == table)
         assert counts[table] == {
             "read": len(rows),
             "created": len(rows) - bad,
             "updated": 0,
             "unchanged": 0,
             "refused": bad,
+            "dropped": dropped,
             "deleted_at_source": 0,
         }, table
 
@@ -238,8 +244,7 @@ TOTALS = {
     "text_to_sql": [
         (
             "SELECT SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens) "
-            "FROM query_analytics WHERE user_id IS NULL OR user_id != "
-            "'00000000-0000-4000-8000-000000000003'",
+            "FROM query_analytics",
             lambda s: tuple(
                 ModelUsage.objects.filter(source=s)
                 .aggregate(Sum("prompt_tokens"), Sum("completion_tokens"), Sum("total_tokens"))
@@ -247,8 +252,7 @@ TOTALS = {
             ),
         ),
         (
-            "SELECT SUM(llm_cost_estimate) FROM query_analytics "
-            "WHERE user_id != '00000000-0000-4000-8000-000000000003'",
+            "SELECT SUM(llm_cost_estimate) FROM query_analytics",
             lambda s: ModelUsage.objects.filter(
                 source=s, cost_source=ModelUsage.CostSource.REPORTED
             ).aggregate(Sum("cost"))["cost__sum"],
@@ -258,8 +262,7 @@ TOTALS = {
         (
             "SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM messages "
             "WHERE role = 'assistant' AND (prompt_tokens IS NOT NULL "
-            "OR completion_tokens IS NOT NULL) AND confidence IS NOT 2.0 "
-            "AND signal_strength IS NOT -1.0",
+            "OR completion_tokens IS NOT NULL)",
             lambda s: tuple(
                 ModelUsage.objects.filter(source=s)
                 .aggregate(Sum("prompt_tokens"), Sum("completion_tokens"))
@@ -303,7 +306,9 @@ def test_totals_match_the_source(kind, tmp_path, prices):
 def test_report_lists_exactly_the_bad_rows_with_reasons_and_raw_rows(kind, tmp_path, prices):
     url, out, err, report = imported(kind, tmp_path)
 
-    refused = {(line["table"], line["source_pk"]): line for line in report}
+    refused = {
+        (line["table"], line["source_pk"]): line for line in report if line["outcome"] == "refused"
+    }
     assert set(refused) == set(BAD_ROWS[kind])
     for key, word in BAD_ROWS[kind].items():
         assert word in refused[key]["reason"], (key, refused[key]["reason"])
@@ -314,6 +319,31 @@ def test_report_lists_exactly_the_bad_rows_with_reasons_and_raw_rows(kind, tmp_p
     assert list(refused[(table, pk)]["row"]) == list(columns)
     assert refused[(table, pk)]["row"][columns[0]] == raw[0]
     assert f"{len(BAD_ROWS[kind])} rows refused" in err
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_report_lists_exactly_the_dropped_values_with_reasons_and_raw_values(
+    kind, tmp_path, prices
+):
+    url, out, err, report = imported(kind, tmp_path)
+
+    dropped = {
+        (line["table"], line["source_pk"], line["column"]): line
+        for line in report
+        if line["outcome"] == "value dropped"
+    }
+    expected = {
+        (table, pk, column): word
+        for (table, pk), columns in DROPPED[kind].items()
+        for column, word in columns.items()
+    }
+    assert set(dropped) == set(expected)
+    for (table, pk, column), word in expected.items():
+        line = dropped[(table, pk, column)]
+        assert word in line["reason"], line
+        columns, rows = ROWS[kind][table]
+        (raw,) = [r for r in rows if str(r[0]) == pk]
+        assert line["value"] == raw[columns.index(column)]
 
 
 def test_email_differing_only_in_case_names_the_owner(tmp_path, prices):

@@ -1,14 +1,18 @@
 """What the importer does with databases, rows and batches it cannot take."""
 
+import socket
 import sqlite3
+import threading
+import time
 
 import pytest
 from django.core.management import CommandError, call_command, execute_from_command_line
-from django.db import connection
+from django.db import OperationalError, connection
 
 from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Source
 from ingest.importers import checks, engine
+from ingest.importers.readers import safe_url, scrubbed
 from ingest.importers.writers import ModelWriter
 from ingest.tests.source_dbs import (
     DDL,
@@ -36,25 +40,24 @@ def test_a_database_of_another_kind_fails_before_writing_naming_the_missing_tabl
         run_import("auto_analyst", path, tmp_path / "report.jsonl")
 
     assert str(error.value) == (
-        "not a database of kind auto_analyst: missing tables chats, model_usage, "
-        "code_executions, message_feedback, deep_analysis_reports, agent_templates, "
-        "user_template_preferences"
+        "not a database of kind auto_analyst: missing tables chats, model_usage"
     )
     assert nothing_written()
     assert not (tmp_path / "report.jsonl").exists()
 
 
-def test_missing_columns_fail_before_writing(tmp_path):
+def test_missing_required_columns_fail_before_writing(tmp_path):
+    # No message could land without its text or its role.
     path = tmp_path / "old.sqlite3"
     connection = sqlite3.connect(path)
     statements = [
-        s.replace("    username VARCHAR NOT NULL UNIQUE,\n", "")
+        s.replace("    content TEXT NOT NULL,\n", "").replace("    sender VARCHAR NOT NULL,\n", "")
         for s in ddl("auto_analyst", "sqlite")
     ]
     execute(connection, statements)
     connection.close()
 
-    with pytest.raises(CommandError, match=r"missing columns users\.username"):
+    with pytest.raises(CommandError, match=r"missing columns messages\.content, messages\.sender$"):
         run_import("auto_analyst", path, tmp_path / "report.jsonl")
 
     assert nothing_written()
@@ -117,7 +120,7 @@ def test_default_source_name_and_report_path(tmp_path, settings):
 
     assert Source.objects.get().name == "ds_ml_agent:agent.sqlite3"
     (report,) = (tmp_path / "var" / "import-rejects").glob("ds_ml_agent-*.jsonl")
-    assert len(read_report(report)) == 5
+    assert [line["outcome"] for line in read_report(report)] == ["refused"] * 5
 
 
 def test_exit_code_is_0_with_refused_rows_and_1_when_the_import_cannot_run(tmp_path, capsys):
@@ -126,7 +129,7 @@ def test_exit_code_is_0_with_refused_rows_and_1_when_the_import_cannot_run(tmp_p
     argv = ["manage.py", "import_source", "auto_analyst", "--no-progress", "--rejects"]
 
     execute_from_command_line([*argv, str(tmp_path / "r1.jsonl"), str(good)])  # no SystemExit
-    assert "17 rows refused" in capsys.readouterr().err
+    assert "12 rows refused" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         execute_from_command_line([*argv, str(tmp_path / "r2.jsonl"), str(other)])
 
@@ -140,18 +143,18 @@ def test_a_failure_part_way_exits_non_zero_and_keeps_committed_batches(tmp_path,
     write = ModelWriter.write
 
     def fail_on_messages(self, records):
-        if self.model is Message:
-            raise RuntimeError("disk on fire")
+        if self.model is Message:  # our database, not the row: the run stops
+            raise OperationalError("disk on fire")
         return write(self, records)
 
     monkeypatch.setattr(ModelWriter, "write", fail_on_messages)
-    with pytest.raises(CommandError, match="import stopped in table messages: RuntimeError"):
+    with pytest.raises(CommandError, match="import stopped in table messages: OperationalError"):
         run_import("auto_analyst", path, tmp_path / "report.jsonl", "--batch-size", "2")
 
     assert Chat.objects.count() == 4  # written before the failure, kept
     assert not Message.objects.exists()
     cursor = Source.objects.get().sync_cursor
-    assert "messages" not in cursor and cursor["chats"] == {"pk": 16}
+    assert "messages" not in cursor and cursor["chats"] == {"pk": 16, "refused": ["13", "14"]}
 
     monkeypatch.setattr(ModelWriter, "write", write)
     out, _, _ = run_import("auto_analyst", path, tmp_path / "report2.jsonl")
@@ -172,7 +175,7 @@ def test_a_batch_the_database_refuses_is_retried_row_by_row(tmp_path, monkeypatc
     assert reasons[("users", "4")].startswith("refused by the database:")
     assert reasons[("message_feedback", "4")].startswith("refused by the database:")
     counts = summary_counts(out)
-    assert (counts["users"]["created"], counts["users"]["refused"]) == (4, 2)
+    assert (counts["users"]["created"], counts["users"]["refused"]) == (5, 1)
     assert MessageFeedback.objects.count() == 2
     assert AppUser.objects.filter(email__iexact="alice@example.com").count() == 1
 
@@ -220,7 +223,8 @@ def test_batch_size_one_gives_the_same_result(tmp_path):
 
     out, _, report = run_import("auto_analyst", path, tmp_path / "r.jsonl", "--batch-size", "1")
 
-    assert len(report) == 17
+    assert [line["outcome"] for line in report].count("refused") == 12
+    assert [line["outcome"] for line in report].count("value dropped") == 4
     assert summary_counts(out)["model_usage"]["created"] == 6
     assert ModelUsage.objects.count() == 6
 
@@ -272,3 +276,62 @@ def test_a_foreign_key_the_database_refuses_at_commit_refuses_only_its_row(tmp_p
     (line,) = [r for r in report if (r["table"], r["source_pk"]) == ("chats", "12")]
     assert line["reason"].startswith("refused by the database:")
     assert summary_counts(out)["chats"]["created"] == 3
+
+
+def test_an_unsupported_url_never_shows_its_password(tmp_path):
+    with pytest.raises(CommandError) as error:
+        run_import("auto_analyst", "mysql://root:hunter2@db/app", tmp_path / "r.jsonl")
+
+    assert "hunter2" not in str(error.value)
+    assert "mysql://root:***@db/app" in str(error.value)
+
+
+def test_safe_url_and_scrubbed_mask_every_password():
+    url = "postgresql://app:s3cr%2Ft@db:5432/app?sslmode=require&password=other"
+    assert safe_url(url) == "postgresql://app:***@db:5432/app?sslmode=require&password=***"
+    message = "FATAL: password authentication failed (s3cr%2Ft, other)"
+    assert "s3cr" not in scrubbed(message, url) and "other" not in scrubbed(message, url)
+    assert safe_url("postgres://u:p@host:notaport/db") == "postgres://u:***@host:notaport/db"
+
+
+def test_a_postgresql_source_that_never_answers_fails_within_15_seconds(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommandError) as error:
+            run_import(
+                "ds_ml_agent",
+                f"postgresql://app:hunter2@127.0.0.1:{port}/app",
+                tmp_path / "r.jsonl",
+            )
+    finally:
+        stop.set()
+        thread.join()
+        for connection_ in accepted:
+            connection_.close()
+        listener.close()
+
+    assert time.monotonic() - started < 15
+    assert accepted  # it did connect, and the server never answered
+    assert str(error.value).startswith(
+        f"cannot connect to postgresql://app:***@127.0.0.1:{port}/app"
+    )
+    assert "timeout" in str(error.value).lower()
+    assert "hunter2" not in str(error.value)
+    assert nothing_written()

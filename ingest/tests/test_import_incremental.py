@@ -185,6 +185,7 @@ def test_rows_deleted_at_the_source_are_reported_not_deleted(source_db, tmp_path
     deleted = [line for line in report if "deleted_at_source" in line]
     assert deleted == [
         {
+            "outcome": "deleted at source",
             "table": "messages",
             "deleted_at_source": 1,
             "sample_pks": ["106"],
@@ -215,8 +216,13 @@ def test_sync_cursor_keeps_the_highest_pk_and_updated_at_per_table(source_db, tm
 
     cursor = Source.objects.get(kind="auto_analyst").sync_cursor
 
-    assert cursor["model_usage"] == {"pk": 1007}
-    assert cursor["code_executions"] == {"pk": 4, "updated_at": "2025-02-01 00:00:00"}
+    # and the rows refused, read again by the next run
+    assert cursor["model_usage"] == {"pk": 1007, "refused": ["1005", "1006"]}
+    assert cursor["code_executions"] == {
+        "pk": 4,
+        "updated_at": "2025-02-01 00:00:00",
+        "refused": ["4"],
+    }
     assert Source.objects.get(kind="auto_analyst").last_synced_at is not None
 
 
@@ -226,8 +232,8 @@ def test_dry_run_reports_but_keeps_nothing(source_db, tmp_path):
     out, err, report = run_import("auto_analyst", path, tmp_path / "dry.jsonl", "--dry-run")
 
     assert "dry run: nothing was kept" in out
-    assert summary_counts(out)["users"]["created"] == 4
-    assert len(report) == 17
+    assert summary_counts(out)["users"]["created"] == 5
+    assert len(report) == 16  # 12 rows refused, 4 values dropped
     assert not Source.objects.exists()
     assert not AppUser.objects.exists()
     assert not ModelUsage.objects.exists()

@@ -141,9 +141,21 @@ def test_field_cleaner_applies_defaults_ranges_and_validators():
     with pytest.raises(ValueError, match="NUL character"):
         content("a\x00b")
     tokens = field_cleaner(Message._meta.get_field("prompt_tokens"))
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="impossible tokens"):
         tokens(2**31)
-    assert field_cleaner(ModelUsage._meta.get_field("prompt_tokens"))(2**40) == 2**40
+    size = field_cleaner(ModelUsage._meta.get_field("query_size"))
+    with pytest.raises(ValueError, match="out of range"):
+        size(2**31)
+    ledger_tokens = field_cleaner(ModelUsage._meta.get_field("prompt_tokens"))
+    assert ledger_tokens(10**9) == 10**9  # core.bounds: at most 10^9 tokens per call
+    with pytest.raises(ValueError, match="impossible tokens"):
+        ledger_tokens(2**40)
+    with pytest.raises(ValueError, match="impossible cost"):
+        field_cleaner(ModelUsage._meta.get_field("cost"))(Decimal("-0.01"))
+    with pytest.raises(ValueError, match="impossible time"):
+        field_cleaner(ModelUsage._meta.get_field("timestamp"))(
+            dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+        )
     cost = field_cleaner(ModelUsage._meta.get_field("cost"))
     assert cost(Decimal("0.123456789")) == Decimal("0.12345679")
     email = field_cleaner(AppUser._meta.get_field("email"))

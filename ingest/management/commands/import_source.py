@@ -2,10 +2,12 @@
 
 Idempotent and incremental: rows are matched by (source, source_pk), and a
 later run reads only what is new or changed (see ingest/importers/engine.py).
-Exit codes: 0 when every batch was written, even if some rows were refused
-(they are in the report, and a scheduled import must not stop a whole
-application's data for one bad row); 1 when the import could not run or
-stopped part-way (committed batches stay, a rerun continues from there).
+Exit codes: 0 when the run went through, even if some rows were refused or
+values dropped (they are in the report, and a scheduled import must not stop
+a whole application's data for one bad row: a row that fails for any reason
+is refused and the run goes on); 1 when the source cannot be read (absent,
+not of the kind, not answering) or our own database failed part-way
+(committed batches stay, a rerun continues from there).
 """
 
 from contextlib import nullcontext
@@ -19,9 +21,9 @@ from django.utils import timezone
 
 from core.models import Source
 from ingest.importers import MAPPINGS
-from ingest.importers.engine import Importer, SchemaMismatch, check_schema
-from ingest.importers.readers import SourceError, open_source, safe_url
-from ingest.importers.report import Report, summary_table
+from ingest.importers.engine import ABSENT, IGNORED, Importer, SchemaMismatch, check_schema
+from ingest.importers.readers import SourceError, open_source, safe_url, scrubbed
+from ingest.importers.report import Report, reasons_table, summary_table
 
 
 def default_report_path(kind):
@@ -78,9 +80,11 @@ class Command(BaseCommand):
         importer, failure = None, None
         try:
             try:
-                check_schema(mapping, db)
+                notes = check_schema(mapping, db)
             except SchemaMismatch as error:
                 raise CommandError(str(error)) from None
+            for outcome, table, column, reason in notes:
+                report.note(outcome, table, column, reason)
             dry_run = options["dry_run"]
             if connection.vendor == "postgresql":
                 # Don't wait for the WAL flush at each batch's commit. A crash
@@ -110,11 +114,12 @@ class Command(BaseCommand):
         finally:
             db.close()
             report.close()
-        self.summarise(importer, report, source, dry_run)
+        self.summarise(importer, report, source, dry_run, notes)
         if failure is not None:
             table = importer.stats[-1].table if importer.stats else "?"
+            reason = scrubbed(f"{failure.__class__.__name__}: {failure}", url)
             raise CommandError(
-                f"import stopped in table {table}: {failure.__class__.__name__}: {failure}. "
+                f"import stopped in table {table}: {reason}. "
                 "Batches written before it stay; running the command again continues."
             ) from failure
 
@@ -131,23 +136,30 @@ class Command(BaseCommand):
             )
         return source
 
-    def summarise(self, importer, report, source, dry_run):
+    def summarise(self, importer, report, source, dry_run, notes):
         stats = importer.stats
         title = f"Source {source.name!r}" + (" (dry run: nothing was kept)" if dry_run else "")
         self.stdout.write(title)
         self.stdout.write(summary_table(stats))
+        for outcome in (ABSENT, IGNORED):
+            names = [f"{t}.{c}" if c else t for o, t, c, _ in notes if o == outcome]
+            if names:
+                self.stdout.write(f"{outcome}: {', '.join(names)}")
+        if report.tally:
+            self.stdout.write(reasons_table(report.tally))
         refused = sum(s.refused for s in stats)
+        dropped = sum(s.dropped for s in stats)
         deleted = [s for s in stats if s.deleted_at_source]
         for s in deleted:
             self.stdout.write(
                 f"{s.table}: {s.deleted_at_source} rows deleted at the source, kept here "
                 f"(sample in {report.path})"
             )
-        if refused:
+        if refused or dropped:
             self.stderr.write(
                 self.style.WARNING(
-                    f"{refused} rows refused, listed with their reasons in {report.path} "
-                    "(refused rows alone do not fail the import: exit code 0)."
+                    f"{refused} rows refused and {dropped} values dropped, listed with their "
+                    f"reasons in {report.path} (they alone do not fail the import: exit code 0)."
                 )
             )
         elif not deleted:
