@@ -4,6 +4,13 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from core.roles import sync_groups
+
+
+def sync(apps, schema_editor):
+    """Give the Admins group the permissions of the new models."""
+    sync_groups(apps)
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -168,4 +175,6 @@ class Migration(migrations.Migration):
                 name="usage_delivery_once_per_channel",
             ),
         ),
+        # Backwards: the groups keep what they had; the tables go.
+        migrations.RunPython(sync, migrations.RunPython.noop),
     ]
