@@ -217,3 +217,23 @@ def test_each_anomaly_links_to_the_ledger_rows_behind_it(time_zone, manager):
         assert response.status_code == 200, dimension
         assert response.context["cl"].result_count == rows, dimension
         assert client.get(found[dimension].links["dashboard"]).status_code == 200
+
+
+def test_find_reads_one_query_per_dimension_whatever_the_series(
+    time_zone, django_assert_num_queries
+):
+    orgs = [f.OrganizationFactory() for _ in range(3)]
+    users = [f.AppUserFactory(organization=org) for org in orgs]
+    for n, user in enumerate(users):
+        model = (f"model-{n}", "openai")
+        ledger.add_usage(
+            history(lambda d: "2", user=user, model=model)
+            + calls(DAY, "40", user=user, model=model)
+        )
+
+    # four roll-up reads (model, provider, organisation, app user) and the
+    # organisations' and app users' names
+    with django_assert_num_queries(6):
+        found = anomalies.find(DAY, RULE)
+
+    assert len(keys(found)) == 3 + 1 + 3 + 3
