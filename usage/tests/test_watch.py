@@ -517,3 +517,23 @@ def test_the_alerts_page_escapes_names(time_zone, manager):
 
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_channel_form_encrypts_the_secret_and_checks_the_target(db):
+    from usage.admin import NotificationChannelForm
+
+    data = {"name": "hook", "kind": "webhook", "target": "ftp://x.test/h", "is_active": "on"}
+    form = NotificationChannelForm(data={**data, "new_secret": "k3y"})
+    assert not form.is_valid()
+    assert form.errors["target"] == ["A webhook's target is its http(s) URL."]
+
+    form = NotificationChannelForm(data={**data, "target": "https://x.test/h", "new_secret": "k3y"})
+    assert form.is_valid(), form.errors
+    channel = form.save()
+    assert channel.get_secret() == "k3y" and "k3y" not in channel.encrypted_secret
+    assert "k3y" not in NotificationChannelForm(instance=channel).as_p()
+
+    mail_form = NotificationChannelForm(
+        data={**data, "kind": "email", "target": "a@x.test, not-an-address"}
+    )
+    assert mail_form.errors["target"] == ["Comma-separated e-mail addresses."]
