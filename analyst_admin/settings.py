@@ -176,6 +176,16 @@ STORAGES = {
 
 LOGIN_URL = "admin:login"
 
+# Mail: the spend watch's notifications (manage.py watch_spend) go by SMTP.
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="analyst-admin@localhost")
+# The site's address, put before the links in notifications (https://admin.example).
+SITE_URL = env("SITE_URL", default="")
+
 # Ingest API (/api/v1/): the largest request body accepted, in bytes; larger
 # ones are answered 413 before they are read (ingest/api/errors.py). Batches are
 # also capped at 1,000 items (ingest/api/schemas.py).

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     # for load balancers and monitors: no login, checks the database
     path("health/", core_views.health, name="health"),
+    path("admin/dashboards/alerts/", include("usage.watch_urls")),
     path("admin/dashboards/", include("usage.urls")),
     path("admin/review/", include("chats.urls")),
     path("admin/quality/", include("usage.quality_urls")),

@@ -6,8 +6,13 @@ roll-ups are rebuilt from the ledger (``manage.py rebuild_rollups``), so their
 admin is view-only.
 """
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.db import transaction
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from core.admin_tools import (
     PROVENANCE,
@@ -27,6 +32,7 @@ from usage.models import (
     DailyUsage,
     ModelPrice,
     ModelUsage,
+    NotificationChannel,
     PerformanceMetric,
     QueryAnalytics,
 )
@@ -233,3 +239,77 @@ class DailyLatencyAdmin(RollupAdmin):
         if obj.bucket >= len(LATENCY_BUCKETS_MS):
             return f"≥ {bounds[-1]:,} ms"
         return f"{bounds[obj.bucket]:,}–{bounds[obj.bucket + 1]:,} ms"
+
+
+# -- spend watch -------------------------------------------------------------
+
+
+class NotificationChannelForm(forms.ModelForm):
+    """The webhook's signing secret is write-only: typed in, encrypted on
+    save, never shown again."""
+
+    new_secret = forms.CharField(
+        label="New signing secret",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=(
+            "Webhooks: the HMAC-SHA256 key of the X-Analyst-Admin-Signature header. Leave "
+            "empty to keep the stored one. Encrypted at rest."
+        ),
+    )
+    clear_secret = forms.BooleanField(label="Remove the stored secret", required=False)
+
+    class Meta:
+        model = NotificationChannel
+        fields = ("name", "kind", "target", "budget_alerts", "anomaly_alerts", "is_active")
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, target = cleaned.get("kind"), cleaned.get("target") or ""
+        if kind == NotificationChannel.Kind.WEBHOOK:
+            try:
+                URLValidator(schemes=["http", "https"])(target)
+            except ValidationError:
+                self.add_error("target", "A webhook's target is its http(s) URL.")
+        elif kind == NotificationChannel.Kind.EMAIL:
+            addresses = [a.strip() for a in target.split(",") if a.strip()]
+            try:
+                for address in addresses or [""]:
+                    validate_email(address)
+            except ValidationError:
+                self.add_error("target", "Comma-separated e-mail addresses.")
+        return cleaned
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("clear_secret"):
+            self.instance.set_secret("")
+        elif self.cleaned_data.get("new_secret"):
+            self.instance.set_secret(self.cleaned_data["new_secret"])
+        return super().save(commit)
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(BaseAdmin):
+    """Where watch_spend sends budget alerts and anomalies (Admins)."""
+
+    form = NotificationChannelForm
+    list_display = ("name", "kind", "target", "budget_alerts", "anomaly_alerts", "is_active")
+    list_filter = ("kind", "is_active")
+    search_fields = ("name",)
+    ordering = ("name",)
+    secret_fields = ("encrypted_secret",)
+    readonly_fields = ("secret_stored", "created_at")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "target", "is_active")}),
+        ("Sends", {"fields": ("budget_alerts", "anomaly_alerts")}),
+        ("Signing secret", {"fields": ("secret_stored", "new_secret", "clear_secret")}),
+        (None, {"fields": ("created_at",)}),
+    )
+    changeform_view = method_decorator(sensitive_post_parameters("new_secret"))(
+        BaseAdmin.changeform_view
+    )
+
+    @admin.display(description="secret stored", boolean=True)
+    def secret_stored(self, obj):
+        return bool(obj and obj.encrypted_secret)

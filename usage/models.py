@@ -492,3 +492,146 @@ class DailyTotalLatency(TotalGrain, LatencyMeasures):
         indexes = [
             models.Index(fields=["day", "model_name", "provider"], name="usage_dtl_day_model_idx"),
         ]
+
+
+# -- spend watch: notification channels, notifications and their deliveries ---
+
+
+class NotificationChannel(models.Model):
+    """Where ``watch_spend`` sends what it finds: e-mail addresses (through
+    Django's mail backend) or a webhook (a JSON POST signed with HMAC-SHA256
+    of the body, keyed with the channel's secret, encrypted at rest)."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # Comma-separated addresses for e-mail; the https URL for a webhook.
+    target = models.CharField(max_length=500)
+    # Fernet token (core.crypto) of the webhook's signing secret; write-only.
+    encrypted_secret = models.TextField(blank=True, default="")
+    budget_alerts = models.BooleanField(default=True, help_text="Budget thresholds crossed.")
+    anomaly_alerts = models.BooleanField(default=True, help_text="Unusual spend or requests.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["email", "webhook"]),
+                name="usage_channel_kind_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def set_secret(self, raw_secret):
+        """Store the webhook's signing secret encrypted; empty clears it."""
+        from core import crypto
+
+        self.encrypted_secret = crypto.encrypt(raw_secret) if raw_secret else ""
+
+    def get_secret(self):
+        from core import crypto
+
+        return crypto.decrypt(self.encrypted_secret) if self.encrypted_secret else ""
+
+    def recipients(self):
+        """The e-mail addresses of an e-mail channel."""
+        return [part.strip() for part in self.target.split(",") if part.strip()]
+
+
+class Notification(models.Model):
+    """One thing ``watch_spend`` found: a budget threshold crossed in a budget
+    month, or an anomaly of one day. Unique per kind, key, period and
+    threshold, so a rerun never finds (nor sends) it twice."""
+
+    class Kind(models.TextChoices):
+        BUDGET = "budget", "Budget threshold"
+        ANOMALY = "anomaly", "Anomaly"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # What it is about: "budget:<pk>" or "<dimension>:<value>" (usage.anomalies).
+    key = models.CharField(max_length=250)
+    # The budget month (its first day) or the anomaly's day.
+    period = models.DateField()
+    # "50%", "80%", "100%", "projected" (budgets); "cost", "requests" (anomalies).
+    threshold = models.CharField(max_length=20)
+    budget = models.ForeignKey(
+        Budget, on_delete=models.SET_NULL, null=True, blank=True, related_name="notifications"
+    )
+    subject = models.CharField(max_length=250)
+    body = models.TextField()
+    # Path (from the site's root) of the rows behind it.
+    link = models.CharField(max_length=1000, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key", "period", "threshold"], name="usage_notification_once"
+            ),
+        ]
+        indexes = [
+            # the alerts page: newest first
+            models.Index(fields=["-created_at"], name="usage_notif_created_idx"),
+        ]
+
+    def __str__(self):
+        return self.subject
+
+
+class Delivery(models.Model):
+    """A notification sent (or tried) on one channel: to whom, how it went."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.ForeignKey(
+        NotificationChannel,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    kind = models.CharField(max_length=10, choices=NotificationChannel.Kind.choices)
+    recipient = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    response_status = models.IntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notification", "channel"],
+                condition=models.Q(channel__isnull=False),
+                name="usage_delivery_once_per_channel",
+            ),
+        ]
+        indexes = [
+            # watch_spend: the failed deliveries to retry
+            models.Index(
+                fields=["status"],
+                condition=models.Q(status="failed"),
+                name="usage_delivery_failed_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} to {self.recipient}: {self.status}"

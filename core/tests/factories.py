@@ -47,6 +47,7 @@ from usage.models import (
     DailyUsage,
     ModelPrice,
     ModelUsage,
+    NotificationChannel,
     PerformanceMetric,
     QueryAnalytics,
     UserUsage,
@@ -377,6 +378,17 @@ class BudgetFactory(factory.django.DjangoModelFactory):
     user = None
     monthly_limit = Decimal("500.00")
     alert_threshold = Decimal("0.800")
+
+
+class NotificationChannelFactory(factory.django.DjangoModelFactory):
+    """An e-mail channel of the spend watch."""
+
+    class Meta:
+        model = NotificationChannel
+
+    name = factory.Sequence(lambda n: f"channel {n}")
+    kind = "email"
+    target = factory.Sequence(lambda n: f"alerts{n}@example.com")
 
 
 class UsageSumsFactory(factory.django.DjangoModelFactory):

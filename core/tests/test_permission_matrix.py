@@ -67,6 +67,8 @@ MODEL_RIGHTS = {
     "usage.performancemetric": ("", "v", "vacd"),
     "usage.modelprice": ("", "v", "vacd"),
     "usage.budget": ("", "vacd", "vacd"),
+    # the spend watch's channels (their secrets): Admins
+    "usage.notificationchannel": ("", "", "vacd"),
     # roll-ups: rebuilt from the ledger, never edited
     "usage.dailyusage": ("", "v", "v"),
     "usage.dailylatency": ("", "v", "v"),
@@ -87,6 +89,7 @@ URLS = {
     "dashboards:models": ("GET", LOGIN, 403, 200, 200),
     "dashboards:user": ("GET", LOGIN, 403, 200, 200),
     "dashboards:organization": ("GET", LOGIN, 403, 200, 200),
+    "watch:alerts": ("GET", LOGIN, 403, 200, 200),
     # chats.views.staff_page: view_chat, flag_mistake, view_messagefeedback, view_message
     "review:transcript": ("GET", LOGIN, 200, 200, 200),
     "review:flag_mistake": ("POST", LOGIN, 302, 302, 302),
