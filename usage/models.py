@@ -101,8 +101,19 @@ class ModelUsage(GuardedModel, Imported):
         COMPUTED = "computed", "Computed from model prices"
         UNPRICED = "unpriced", "Unknown (no price)"
 
+    # No single-column indexes where a composite index leads with the column
+    # (usage_mu_user_ts_idx, usage_mu_org_ts_idx, the (source, source_pk)
+    # unique index): each one more index every import row must update.
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     user = models.ForeignKey(
-        AppUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
+        AppUser,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+        db_index=False,
     )
     chat = models.ForeignKey(
         Chat, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
@@ -115,6 +126,7 @@ class ModelUsage(GuardedModel, Imported):
         null=True,
         blank=True,
         related_name="usage_records",
+        db_index=False,
     )
     model_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=50)
@@ -462,6 +474,10 @@ class DailyUsage(UserGrain, UsageMeasures):
 
     Rebuilt from the ledger by ``manage.py rebuild_rollups``.
     """
+
+    # Led by the (user, day) and (organization, day) indexes below.
+    user = _rollup_key(AppUser, db_index=False)
+    organization = _rollup_key(Organization, db_index=False)
 
     class Meta:
         verbose_name = "daily usage roll-up"
