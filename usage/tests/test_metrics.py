@@ -692,7 +692,7 @@ def test_models_table_concrete(awkward, time_zone):
     ]
     claude = by_key[C]
     assert claude["prompt_tokens"] == 6 * 10**8 + 1000
-    assert claude["cost_per_1k_tokens"] == Decimal("0.009")
+    assert claude["cost_per_1k_tokens"] == Decimal("7800.018") * 1000 / Decimal(1_000_002_000)
     # ratings 5, 2, 1 (the 1 is 14 Mar 03:30 UTC, 13 Mar in New York: both in 30 days)
     assert by_key[G]["avg_rating"] == pytest.approx(8 / 3)
     assert by_key[G]["code_success_rate"] == pytest.approx(2 / 3)
