@@ -10,7 +10,6 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -24,7 +23,7 @@ from core.admin_tools import (
     RecentPeriodFilter,
     RelatedIdFilter,
 )
-from usage import ledger, rollups
+from usage import ledger
 from usage.models import (
     LATENCY_BUCKETS_MS,
     Budget,
@@ -38,15 +37,43 @@ from usage.models import (
 )
 
 
+class ModelUsageForm(forms.ModelForm):
+    """Refuses a row the ledger would refuse (usage.ledger.refusal)."""
+
+    class Meta:
+        model = ModelUsage
+        fields = "__all__"  # noqa: DJ007 (the admin's fieldsets choose)
+
+    def clean(self):
+        cleaned = super().clean()
+        reason = ledger.refusal(
+            self.instance.__class__(
+                **{
+                    name: cleaned.get(name)
+                    for name in (
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "total_tokens",
+                        "cost",
+                        "timestamp",
+                    )
+                }
+            )
+        )
+        if reason:
+            raise forms.ValidationError(reason)
+        return cleaned
+
+
 @admin.register(ModelUsage)
 class ModelUsageAdmin(BigTableAdmin):
     """The ledger of LLM calls. Admins may correct a row (cost included).
 
-    Every write keeps the roll-ups in step, in the same transaction, as
-    usage.ledger does for importers: a new row goes through
-    ``ledger.add_usage`` (priced, attributed, counted); a change takes the
-    old row out of the roll-ups and puts the new one in; a deletion takes
-    the rows out.
+    Every write goes through usage.ledger, which keeps the roll-ups in step
+    in the same transaction: a new row is priced, attributed and counted; a
+    change takes the old row (locked) out of the roll-ups and puts the new
+    one in; a deletion takes the rows out. A row outside core.bounds is
+    refused by the form with the ledger's reason.
     """
 
     list_display = (
@@ -94,25 +121,16 @@ class ModelUsageAdmin(BigTableAdmin):
         PROVENANCE,
     )
 
+    form = ModelUsageForm
+
     def save_model(self, request, obj, form, change):
-        if not change:
-            ledger.add_usage([obj])
-            return
-        with transaction.atomic():
-            before = ModelUsage.objects.select_for_update().get(pk=obj.pk)
-            super().save_model(request, obj, form, change)
-            rollups.record([before], sign=-1)
-            rollups.record([obj])
+        ledger.save_usage(obj)
 
     def delete_model(self, request, obj):
-        with transaction.atomic():
-            rollups.record([obj], sign=-1)
-            super().delete_model(request, obj)
+        ledger.delete_usage([obj])
 
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            rollups.record(list(queryset), sign=-1)
-            super().delete_queryset(request, queryset)
+        ledger.delete_usage(queryset)
 
 
 @admin.register(QueryAnalytics)

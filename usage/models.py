@@ -1,9 +1,12 @@
 """The LLM usage ledger, prices, budgets and roll-ups."""
 
+from contextvars import ContextVar
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chats.models import Chat
@@ -13,13 +16,80 @@ from core.models import AppUser, Imported, Organization, Source
 COST_FIELD = {"max_digits": 18, "decimal_places": 8}
 
 
-class ModelUsageQuerySet(models.QuerySet):
+# -- the ledger's write guard ----------------------------------------------------
+#
+# Every change to the ledger and its roll-ups goes through usage.ledger, which
+# sets this flag while it writes. Elsewhere the write methods of their
+# managers, querysets and instances raise, so a writer that bypasses the
+# ledger module (and leaves the roll-ups behind) fails its tests at once.
+LEDGER_WRITING = ContextVar("usage_ledger_writing", default=False)
+
+
+class LedgerBypass(RuntimeError):
+    """A write to the ledger or a roll-up outside usage.ledger."""
+
+
+def check_ledger_write(model):
+    if not LEDGER_WRITING.get():
+        raise LedgerBypass(
+            f"{model.__name__} rows change only through usage.ledger "
+            "(it keeps the ledger and its roll-ups together)"
+        )
+
+
+class GuardedQuerySet(models.QuerySet):
+    """A queryset whose writes are allowed only inside usage.ledger."""
+
+    def create(self, **kwargs):
+        check_ledger_write(self.model)
+        return super().create(**kwargs)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        check_ledger_write(self.model)
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        check_ledger_write(self.model)
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    def update(self, **kwargs):
+        check_ledger_write(self.model)
+        return super().update(**kwargs)
+
+    def update_or_create(self, *args, **kwargs):
+        check_ledger_write(self.model)
+        return super().update_or_create(*args, **kwargs)
+
+    def delete(self):
+        check_ledger_write(self.model)
+        return super().delete()
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+
+class GuardedModel(models.Model):
+    """Instance saves and deletes allowed only inside usage.ledger."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        check_ledger_write(type(self))
+        return super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        check_ledger_write(type(self))
+        return super().delete(*args, **kwargs)
+
+
+class ModelUsageQuerySet(GuardedQuerySet):
     def in_period(self, start, end):
         """Rows with start <= timestamp < end (aware datetimes)."""
         return self.filter(timestamp__gte=start, timestamp__lt=end)
 
 
-class ModelUsage(Imported):
+class ModelUsage(GuardedModel, Imported):
     """The one ledger of LLM calls: every cost figure is summed from it.
 
     auto-analyst ``model_usage``; the LLM part of text-to-sql
@@ -31,8 +101,19 @@ class ModelUsage(Imported):
         COMPUTED = "computed", "Computed from model prices"
         UNPRICED = "unpriced", "Unknown (no price)"
 
+    # No single-column indexes where a composite index leads with the column
+    # (usage_mu_user_ts_idx, usage_mu_org_ts_idx, the (source, source_pk)
+    # unique index): each one more index every import row must update.
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     user = models.ForeignKey(
-        AppUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
+        AppUser,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+        db_index=False,
     )
     chat = models.ForeignKey(
         Chat, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_records"
@@ -45,12 +126,15 @@ class ModelUsage(Imported):
         null=True,
         blank=True,
         related_name="usage_records",
+        db_index=False,
     )
     model_name = models.CharField(max_length=100)
     provider = models.CharField(max_length=50)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
-    total_tokens = models.BigIntegerField(default=0)
+    # Derived from prompt + completion by usage.ledger only when not reported
+    # (None); a reported value, 0 included, stays as reported.
+    total_tokens = models.BigIntegerField(default=None, blank=True)
     query_size = models.IntegerField(default=0)
     response_size = models.IntegerField(default=0)
     # Null when the source reported none and no price was in force.
@@ -288,22 +372,99 @@ class UserGrain(RollupGrain):
         abstract = True
 
 
-class UsageMeasures(models.Model):
-    """What a usage roll-up row sums. Readers always SUM these over the grain
-    (writers append delta rows)."""
+@dataclass(frozen=True)
+class Measure:
+    """One measure of the usage roll-ups, declared once (``MEASURES``): the
+    roll-up column, its aggregate over ledger rows in the ORM and in SQL, and
+    its value for one ledger row in Python are all derived from it.
 
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    total_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=22, decimal_places=8, default=Decimal(0))
-    unpriced_requests = models.BigIntegerField(default=0)
-    streaming_requests = models.BigIntegerField(default=0)
-    timed_requests = models.BigIntegerField(default=0)
-    request_time_ms_sum = models.BigIntegerField(default=0)
+    A sum of a ledger ``column`` (NULL counts as 0), or — without a column —
+    a count of the ledger rows that meet a condition (``where``: a Q, the
+    same in SQL, and the same as a Python predicate; None counts every row).
+    """
 
-    class Meta:
-        abstract = True
+    name: str
+    column: str | None = None
+    where: tuple | None = None
+    decimal: bool = False
+
+    def field(self):
+        if self.decimal:
+            return models.DecimalField(max_digits=22, decimal_places=8, default=Decimal(0))
+        return models.BigIntegerField(default=0)
+
+    def aggregate(self):
+        """The ORM aggregate over ledger rows."""
+        if self.column:
+            return models.Sum(self.column)
+        return models.Count("id", filter=self.where[0] if self.where else None)
+
+    def sql(self):
+        """The SQL aggregate over ledger rows (PostgreSQL)."""
+        if self.column:
+            return f"COALESCE(SUM({self.column}), 0)"
+        return f"COUNT(*) FILTER (WHERE {self.where[1]})" if self.where else "COUNT(*)"
+
+    def of(self, usage):
+        """This measure of one ledger row (an instance or look-alike)."""
+        if self.column:
+            return getattr(usage, self.column) or 0
+        return 1 if self.where is None or self.where[2](usage) else 0
+
+
+MEASURES = (
+    Measure("requests"),
+    Measure("prompt_tokens", "prompt_tokens"),
+    Measure("completion_tokens", "completion_tokens"),
+    Measure("total_tokens", "total_tokens"),
+    Measure("cost", "cost", decimal=True),
+    Measure(
+        "unpriced_requests",
+        where=(models.Q(cost__isnull=True), "cost IS NULL", lambda u: u.cost is None),
+    ),
+    Measure(
+        "streaming_requests",
+        where=(models.Q(is_streaming=True), "is_streaming", lambda u: bool(u.is_streaming)),
+    ),
+    Measure(
+        "timed_requests",
+        where=(
+            models.Q(request_time_ms__isnull=False),
+            "request_time_ms IS NOT NULL",
+            lambda u: u.request_time_ms is not None,
+        ),
+    ),
+    Measure("request_time_ms_sum", "request_time_ms"),
+)
+
+
+class _MeasuresMeta:
+    abstract = True
+
+
+# What a usage roll-up row sums: one field per MEASURES entry.
+UsageMeasures = type(
+    "UsageMeasures",
+    (GuardedModel,),
+    {
+        "__module__": __name__,
+        "__doc__": "What a usage roll-up row sums (one field per ``MEASURES`` entry).",
+        "Meta": _MeasuresMeta,
+        "objects": GuardedQuerySet.as_manager(),
+        **{measure.name: measure.field() for measure in MEASURES},
+    },
+)
+
+# Key columns that may be NULL: the roll-ups' unique keys treat NULL as 0
+# (ids are positive), so one key is one row on SQLite and PostgreSQL alike.
+NULLABLE_KEYS = ("organization", "source", "user")
+
+
+def grain_unique(name, *fields):
+    """The unique constraint on a roll-up's key (NULL keys equal)."""
+    return models.UniqueConstraint(
+        *(Coalesce(f, 0) if f in NULLABLE_KEYS else models.F(f) for f in fields), name=name
+    )
 
 
 class DailyUsage(UserGrain, UsageMeasures):
@@ -314,14 +475,22 @@ class DailyUsage(UserGrain, UsageMeasures):
     Rebuilt from the ledger by ``manage.py rebuild_rollups``.
     """
 
+    # Led by the (user, day) and (organization, day) indexes below.
+    user = _rollup_key(AppUser, db_index=False)
+    organization = _rollup_key(Organization, db_index=False)
+
     class Meta:
         verbose_name = "daily usage roll-up"
         ordering = ["-day"]
-        indexes = [
-            # a period of days, grouped by model / provider
-            models.Index(
-                fields=["day", "model_name", "provider"], name="usage_daily_day_model_idx"
+        constraints = [
+            # one row per key (writers upsert); also the index of a period of
+            # days grouped by model / provider
+            grain_unique(
+                "usage_daily_key_uniq",
+                *("day", "model_name", "provider", "organization", "source", "user"),
             ),
+        ]
+        indexes = [
             # user page and top users
             models.Index(fields=["user", "day"], name="usage_daily_user_day_idx"),
             # organisation page and top organisations
@@ -341,9 +510,13 @@ class DailyModelUsage(RollupGrain, UsageMeasures):
     class Meta:
         verbose_name = "daily usage roll-up by model"
         ordering = ["-day"]
+        constraints = [
+            # one row per key; also the overview's and models page's index
+            grain_unique(
+                "usage_dmu_key_uniq", *("day", "model_name", "provider", "organization", "source")
+            ),
+        ]
         indexes = [
-            # overview and models page: a period of days by model / provider
-            models.Index(fields=["day", "model_name", "provider"], name="usage_dmu_day_model_idx"),
             # organisation page
             models.Index(fields=["organization", "day"], name="usage_dmu_org_day_idx"),
         ]
@@ -361,8 +534,8 @@ class DailyTotal(TotalGrain, UsageMeasures):
     class Meta:
         verbose_name = "daily usage total by model"
         ordering = ["-day"]
-        indexes = [
-            models.Index(fields=["day", "model_name", "provider"], name="usage_dt_day_model_idx"),
+        constraints = [
+            grain_unique("usage_dt_key_uniq", "day", "model_name", "provider"),
         ]
 
     def __str__(self):
@@ -397,12 +570,12 @@ class UserUsage(UsageMeasures):
         verbose_name = "usage roll-up per app user"
         ordering = ["-day"]
         indexes = [
-            # top and active app users: the days and months of a period
-            models.Index(fields=["span", "day"], name="usage_uu_span_day_idx"),
             # an app user's budget: their month
             models.Index(fields=["user", "span", "day"], name="usage_uu_user_span_day_idx"),
         ]
         constraints = [
+            # one row per key; also the index of top and active app users
+            grain_unique("usage_uu_key_uniq", "span", "day", "user", "organization"),
             models.CheckConstraint(
                 condition=models.Q(span__in=["day", "month"]), name="usage_uu_span_valid"
             ),
@@ -443,11 +616,13 @@ def latency_bucket(ms):
     return len(LATENCY_BUCKETS_MS)
 
 
-class LatencyMeasures(models.Model):
+class LatencyMeasures(GuardedModel):
     """Requests per request-time bucket (see LATENCY_BUCKETS_MS)."""
 
     bucket = models.SmallIntegerField()
     requests = models.BigIntegerField(default=0)
+
+    objects = GuardedQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -463,9 +638,14 @@ class DailyLatency(UserGrain, LatencyMeasures):
     class Meta:
         verbose_name = "daily latency histogram row"
         ordering = ["-day", "bucket"]
+        constraints = [
+            # one row per key and bucket; also the index of p95 per period and model
+            grain_unique(
+                "usage_lat_key_uniq",
+                *("day", "model_name", "provider", "organization", "source", "user", "bucket"),
+            ),
+        ]
         indexes = [
-            # p95 per period and model
-            models.Index(fields=["day", "model_name", "provider"], name="usage_lat_day_model_idx"),
             # p95 of one app user
             models.Index(fields=["user", "day"], name="usage_lat_user_day_idx"),
         ]
@@ -477,9 +657,11 @@ class DailyModelLatency(RollupGrain, LatencyMeasures):
     class Meta:
         verbose_name = "daily latency histogram row by model"
         ordering = ["-day", "bucket"]
-        indexes = [
-            # p95 per period and model
-            models.Index(fields=["day", "model_name", "provider"], name="usage_dml_day_model_idx"),
+        constraints = [
+            grain_unique(
+                "usage_dml_key_uniq",
+                *("day", "model_name", "provider", "organization", "source", "bucket"),
+            ),
         ]
 
 
@@ -489,8 +671,8 @@ class DailyTotalLatency(TotalGrain, LatencyMeasures):
     class Meta:
         verbose_name = "daily latency histogram row by model (all organisations)"
         ordering = ["-day", "bucket"]
-        indexes = [
-            models.Index(fields=["day", "model_name", "provider"], name="usage_dtl_day_model_idx"),
+        constraints = [
+            grain_unique("usage_dtl_key_uniq", "day", "model_name", "provider", "bucket"),
         ]
 
 

@@ -13,49 +13,38 @@ Four grains:
   calendar month: for ranking and counting app users over a period, which
   then reads whole months and the days at the period's edges.
 
-Days are cut in settings.TIME_ZONE, the zone the dashboards display. Writers
-add delta rows (``record``) in the transaction that changes the ledger;
-readers always SUM over the grain, so several rows of one key are correct and
-concurrent writers never conflict. ``compact`` merges them, ``rebuild``
-recomputes everything from the ledger with the same results.
+Days are cut in settings.TIME_ZONE, the zone the dashboards display. Every
+write goes through ``usage.ledger``, which upserts one row per key (a unique
+index on each grain) by the difference, in SQL, in the transaction that
+changes the ledger. Readers SUM over the grain all the same. ``rebuild``
+(``usage.ledger.rebuild``) recomputes everything from the ledger with the
+same results, for repairs.
 """
 
-import re
 from dataclasses import dataclass
 
-from django.db import connection, transaction
-from django.db.models import Case, Count, DateField, IntegerField, Q, Sum, Value, When
+from django.db.models import Case, Count, DateField, IntegerField, Value, When
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 from .models import (
     LATENCY_BUCKETS_MS,
+    MEASURES,
     DailyLatency,
     DailyModelLatency,
     DailyModelUsage,
     DailyTotal,
     DailyTotalLatency,
     DailyUsage,
-    ModelUsage,
     UserUsage,
-    latency_bucket,
 )
 
 TOTAL_GRAIN = ("day", "model_name", "provider")
 MODEL_GRAIN = (*TOTAL_GRAIN, "organization_id", "source_id")
 USER_GRAIN = (*MODEL_GRAIN, "user_id")
 APP_USER_GRAIN = ("day", "user_id", "organization_id")
-SUMMED = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "unpriced_requests",
-    "streaming_requests",
-    "timed_requests",
-    "request_time_ms_sum",
-)
+# The roll-up measures, from their one declaration (usage.models.MEASURES).
+SUMMED = tuple(measure.name for measure in MEASURES)
 
 
 @dataclass(frozen=True)
@@ -114,17 +103,7 @@ def bucket_expression():
 
 
 # Each roll-up column as an aggregate over ledger rows.
-LEDGER_AGGREGATES = {
-    "requests": Count("id"),
-    "prompt_tokens": Sum("prompt_tokens"),
-    "completion_tokens": Sum("completion_tokens"),
-    "total_tokens": Sum("total_tokens"),
-    "cost": Sum("cost"),
-    "unpriced_requests": Count("id", filter=Q(cost__isnull=True)),
-    "streaming_requests": Count("id", filter=Q(is_streaming=True)),
-    "timed_requests": Count("request_time_ms"),
-    "request_time_ms_sum": Sum("request_time_ms"),
-}
+LEDGER_AGGREGATES = {measure.name: measure.aggregate() for measure in MEASURES}
 
 
 def aggregate_usage(queryset, rollup):
@@ -160,213 +139,17 @@ def aggregate_latency(queryset, rollup):
         )
 
 
-# -- from ledger rows in memory (writers) -------------------------------------
+# -- writing: usage.ledger ---------------------------------------------------------
 
 
-def _values(usage):
-    return {
-        "day": timezone.localtime(usage.timestamp).date(),
-        "model_name": usage.model_name,
-        "provider": usage.provider,
-        "organization_id": usage.organization_id,
-        "source_id": usage.source_id,
-        "user_id": usage.user_id,
-    }
-
-
-def _add(row, usage, sign):
-    row.requests += sign
-    row.prompt_tokens += sign * (usage.prompt_tokens or 0)
-    row.completion_tokens += sign * (usage.completion_tokens or 0)
-    row.total_tokens += sign * (usage.total_tokens or 0)
-    if usage.cost is None:
-        row.unpriced_requests += sign
-    else:
-        row.cost += sign * usage.cost
-    if usage.is_streaming:
-        row.streaming_requests += sign
-    if usage.request_time_ms is not None:
-        row.timed_requests += sign
-        row.request_time_ms_sum += sign * usage.request_time_ms
-
-
-def record(usages, sign=1):
-    """Add (sign=1) or take away (sign=-1) ledger rows from every roll-up.
-
-    Call it in the transaction that writes the ledger rows, so the two never
-    disagree. Returns the number of usage delta rows written.
-    """
-    usages = [(usage, _values(usage)) for usage in usages]
-    written = 0
-    for rollup in ROLLUPS:
-        usage_deltas, latency_deltas = {}, {}
-        for usage, values in usages:
-            key = (rollup.first_day(values["day"]), *(values[name] for name in rollup.grain[1:]))
-            columns = dict(zip(rollup.grain, key, strict=True))
-            row = usage_deltas.get(key)
-            if row is None:
-                row = usage_deltas[key] = rollup.usage(**rollup.constants, **columns)
-            _add(row, usage, sign)
-            if rollup.latency and usage.request_time_ms is not None:
-                bucket = latency_bucket(usage.request_time_ms)
-                latency = latency_deltas.get((*key, bucket))
-                if latency is None:
-                    latency = latency_deltas[(*key, bucket)] = rollup.latency(
-                        **columns, bucket=bucket
-                    )
-                latency.requests += sign
-        rollup.usage.objects.bulk_create(usage_deltas.values(), batch_size=2000)
-        if latency_deltas:
-            rollup.latency.objects.bulk_create(latency_deltas.values(), batch_size=2000)
-        written += len(usage_deltas)
-    return written
-
-
-# -- rebuild and compact ---------------------------------------------------------
-
-
-def _bulk_write(model, rows, batch_size=5000):
-    written, batch = 0, []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= batch_size:
-            model.objects.bulk_create(batch)
-            written, batch = written + len(batch), []
-    model.objects.bulk_create(batch)
-    return written + len(batch)
-
-
-@transaction.atomic
 def rebuild():
-    """Replace every roll-up with one computed from the whole ledger.
+    """Recompute every roll-up from the ledger (``usage.ledger.rebuild``)."""
+    from . import ledger  # noqa: PLC0415 (ledger imports this module)
 
-    On PostgreSQL one INSERT … SELECT per roll-up (``delta_ctes`` over the
-    whole ledger); elsewhere GROUP BY queries written back in batches. The
-    two give the same rows (tested). Readers keep seeing the old roll-ups
-    until the transaction commits. Returns {roll-up name: rows written}.
-    """
-    for model in (*USAGE_MODELS, *LATENCY_MODELS):
-        model.objects.all().delete()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL work_mem = '256MB'")
-            cursor.execute(
-                f"WITH {', '.join(delta_ctes(ModelUsage._meta.db_table))} SELECT 1",
-                {"zone": timezone.get_current_timezone_name()},
-            )
-    else:
-        ledger = ModelUsage.objects.all()
-        for rollup in ROLLUPS:
-            _bulk_write(rollup.usage, aggregate_usage(ledger, rollup))
-            if rollup.latency:
-                _bulk_write(rollup.latency, aggregate_latency(ledger, rollup))
-    written = {}
-    for rollup in ROLLUPS:
-        written[rollup_name(rollup)] = rollup.rows().count()
-        if rollup.latency:
-            written[rollup.latency.__name__] = rollup.latency.objects.count()
-    return written
+    return ledger.rebuild()
 
 
 def rollup_name(rollup):
     """DailyUsage, …, UserUsage (day), UserUsage (month)."""
     name = rollup.usage.__name__
     return f"{name} ({rollup.span})" if rollup.constants else name
-
-
-def _compact(rows, grain, summed, constants=None):
-    days = list(
-        rows.order_by()
-        .values(*grain)
-        .annotate(n=Count("id"))
-        .filter(n__gt=1)
-        .values_list("day", flat=True)
-        .distinct()
-    )
-    if not days:
-        return 0
-    merged = [
-        rows.model(
-            **(constants or {}),
-            **{k: row[k] for k in grain},
-            **{f: row[f"{f}_total"] for f in summed},
-        )
-        for row in rows.filter(day__in=days)
-        .order_by()
-        .values(*grain)
-        .annotate(**{f"{f}_total": Sum(f) for f in summed})
-    ]
-    rows.filter(day__in=days).delete()
-    rows.model.objects.bulk_create(merged, batch_size=2000)
-    return len(days)
-
-
-@transaction.atomic
-def compact():
-    """Merge roll-up rows that share a key (left by ``record``'s deltas).
-
-    Rewrites only the days that hold such rows. Returns the most days
-    rewritten in one roll-up.
-    """
-    days = 0
-    for rollup in ROLLUPS:
-        days = max(days, _compact(rollup.rows(), rollup.grain, SUMMED, rollup.constants))
-        if rollup.latency:
-            days = max(
-                days,
-                _compact(rollup.latency.objects.all(), (*rollup.grain, "bucket"), ("requests",)),
-            )
-    return days
-
-
-# -- the same deltas in one SQL statement (PostgreSQL bulk loads) --------------
-
-
-def delta_ctes(relation, zone_param="zone"):
-    """PostgreSQL CTEs that insert every roll-up's deltas for the ledger rows
-    in ``relation`` (a CTE or table with the ledger's columns).
-
-    The sums are ``LEDGER_AGGREGATES``'; days are cut in the zone passed as
-    the query parameter ``%(zone)s``. Used by COPY-based importers so a bulk
-    load and its roll-up deltas are one statement.
-    """
-    local = f'("timestamp" AT TIME ZONE %({zone_param})s)'
-    days = {"day": f"{local}::date", "month": f"date_trunc('month', {local})::date"}
-    bucket = " ".join(
-        f"WHEN request_time_ms < {bound} THEN {index}"
-        for index, bound in enumerate(LATENCY_BUCKETS_MS)
-    )
-    sums = (
-        "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-        "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost), 0), "
-        "COUNT(*) FILTER (WHERE cost IS NULL), COUNT(*) FILTER (WHERE is_streaming), "
-        "COUNT(request_time_ms), COALESCE(SUM(request_time_ms), 0)"
-    )
-    # Table and column names come from the models, constants from Rollup
-    # (checked to be plain words); values are parameters. Rows go in in key
-    # order (day first), so a day's rows sit together on disk, as they do
-    # when the ledger grows day by day.
-    ctes = []
-    for n, rollup in enumerate(ROLLUPS):
-        constants = rollup.constants
-        assert all(re.fullmatch(r"[a-z]+", value) for value in constants.values())
-        columns = [*constants, *rollup.grain]  # the grain names are the column names
-        select = ", ".join(
-            [*(f"'{value}'" for value in constants.values()), days[rollup.span], *rollup.grain[1:]]
-        )
-        group = ", ".join(str(i + 1) for i in range(len(constants), len(columns)))
-        ctes.append(
-            f"usage_deltas_{n} AS (INSERT INTO {rollup.usage._meta.db_table} "  # noqa: S608
-            f"({', '.join(columns)}, {', '.join(SUMMED)}) "
-            f"SELECT {select}, {sums} FROM {relation} GROUP BY {group} ORDER BY {group})"
-        )
-        if rollup.latency is None:
-            continue
-        ctes.append(
-            f"latency_deltas_{n} AS (INSERT INTO {rollup.latency._meta.db_table} "  # noqa: S608
-            f"({', '.join(columns)}, bucket, requests) "
-            f"SELECT {select}, CASE {bucket} ELSE {len(LATENCY_BUCKETS_MS)} END, COUNT(*) "
-            f"FROM {relation} WHERE request_time_ms IS NOT NULL "
-            f"GROUP BY {group}, {len(columns) + 1} ORDER BY {group}, {len(columns) + 1})"
-        )
-    return ctes

@@ -37,6 +37,7 @@ from core.models import (
     UserTemplatePreference,
 )
 from reports.models import AnalysisResult, DeepAnalysisReport
+from usage import ledger
 from usage.models import (
     Budget,
     DailyLatency,
@@ -330,6 +331,11 @@ class ModelUsageFactory(ImportedFactory):
     cost = Decimal("0.00045000")
     cost_source = ModelUsage.CostSource.REPORTED
     request_time_ms = 850
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # Through the ledger, so the roll-ups follow (usage.ledger).
+        return ledger.add_usage([model_class(*args, **kwargs)])[0]
 
 
 class QueryAnalyticsFactory(ImportedFactory):

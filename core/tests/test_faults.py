@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from core.middleware import DatabaseUnavailableMiddleware
 from core.views import server_error
+from usage import ledger
 from usage.models import DailyUsage, ModelUsage, UserUsage
 
 from . import factories as f
@@ -330,9 +331,10 @@ def test_pages_render_when_related_rows_are_gone(client):
         "cost": Decimal("0.5"),
     }
     keys = {"user_id": gone_user, "organization_id": gone_org}
-    DailyUsage.objects.create(day=today, model_name="gpt-4o", provider="openai", **keys, **sums)
-    UserUsage.objects.create(span="day", day=today, **keys, **sums)
-    UserUsage.objects.create(span="month", day=today.replace(day=1), **keys, **sums)
+    with ledger.unchecked():  # orphaned roll-up rows, planted on purpose
+        DailyUsage.objects.create(day=today, model_name="gpt-4o", provider="openai", **keys, **sums)
+        UserUsage.objects.create(span="day", day=today, **keys, **sums)
+        UserUsage.objects.create(span="month", day=today.replace(day=1), **keys, **sums)
     chat = f.ChatFactory()
     usage = f.ModelUsageFactory(user=chat.user, chat=chat)
     f.QueryAnalyticsFactory(usage=usage)

@@ -99,7 +99,7 @@ def write_usage(source, items):
             source_pk=item.id,
             user_id=users.get(item.user_id),
             chat_id=chats.get(item.chat_id),
-            total_tokens=item.total_tokens or 0,
+            total_tokens=item.total_tokens,
             cost_source=(
                 ModelUsage.CostSource.COMPUTED
                 if item.cost is None

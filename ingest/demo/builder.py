@@ -16,7 +16,7 @@ from tqdm import tqdm
 from chats.models import Chat, Message
 from core import template_history
 from core.models import AgentTemplate, AppUser, Organization, QueryTemplate, SystemConfig
-from usage import rollups
+from usage import ledger
 from usage.models import ModelPrice, ModelUsage
 
 from . import ai_chat_v2, auto_analyst, deep_analysis, ds_ml_agent, reference, text_to_sql
@@ -167,7 +167,7 @@ def final_phase(ctx, tts_accounts, users):
         reference.make_budgets(ctx, users)
         ctx.writer.flush()
         bar.update()
-        rollups.rebuild()
+        ledger.rebuild()
         # Every shipped template starts its history with the state it has.
         for model in (AgentTemplate, QueryTemplate):
             template_history.record_versions(

@@ -28,6 +28,7 @@ from core.models import (
     UserTemplatePreference,
 )
 from reports.models import AnalysisResult, DeepAnalysisReport
+from usage import ledger
 from usage.models import Budget, ModelPrice, ModelUsage, PerformanceMetric, QueryAnalytics
 
 from . import catalog
@@ -83,7 +84,9 @@ class Writer:
     def flush(self):
         for model in WRITE_ORDER:
             rows = self.pending.pop(model, None)
-            if rows:
+            if rows and model is ModelUsage:  # roll-ups: ledger.rebuild at the end
+                ledger.bulk_load(rows, batch_size=self.batch_size)
+            elif rows:
                 model.objects.bulk_create(rows, batch_size=self.batch_size)
                 self.created[model] += len(rows)
         if self.pending:

@@ -290,12 +290,13 @@ def test_duplicate_ids_in_a_batch_are_refused(client, raw):
 
 
 def test_usage_batch_query_count(client, raw, source, django_assert_num_queries):
-    # 1 key lookup, 1 key use UPDATE, 2 savepoints + 2 releases (write_usage
-    # and upsert_usage), 1 price list, 1 existing rows, 1 INSERT ledger,
+    # 1 key lookup, 1 key use UPDATE, 3 savepoints + 3 releases (write_usage,
+    # upsert_usage and its lock-and-insert attempt), 1 price list, 1 existing
+    # rows (locked), 1 INSERT ledger,
     # 5 INSERTs of roll-up deltas (the user grain, the model grain, the daily
     # totals and the app user's day and month; no request times, so no
     # latency rows); whatever the batch size. (No user/chat ids: no lookups.)
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(16):
         response = post(client, "usage", {"items": [usage(n) for n in range(50)]}, raw)
     assert response.json()["created"] == 50
 

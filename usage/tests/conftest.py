@@ -117,9 +117,9 @@ def awkward(time_zone):
     claude $3/$15 per million) or stay unpriced (llama); zero costs; anonymous
     rows with and without an organisation (from the chat); 23:59:59 and
     00:00:00 on adjacent days; 03:00 UTC (the previous day in New York);
-    10**12 tokens; NULL request times; a row after "today" in UTC but on it in
-    New York. Written in four add_usage batches, so the roll-up holds several
-    delta rows per key (compact has work to do).
+    10**9 tokens in one call (the most core.bounds allows); NULL request
+    times; a row after "today" in UTC but on it in New York. Written in four
+    add_usage batches, so the roll-ups' keys are upserted several times.
     """
     acme = f.OrganizationFactory(name="Acme", slug="acme")
     globex = f.OrganizationFactory(name="Globex", slug="globex")
@@ -168,7 +168,7 @@ def awkward(time_zone):
         _usage(3, utc(2024, 3, 14, 3), None, C, 1000, 1000, None, True, 2500, tts, chat_anon),
         _usage(4, utc(2024, 3, 14, 12), None, L, 500, 250, None, False, None, None),
         _usage(5, utc(2024, 3, 12, 10), bob, M, 400, 100, "0", False, 300, aa),
-        _usage(6, utc(2024, 3, 11, 15), cat, C, 10**12, 10**12, None, True, 125_000, tts),
+        _usage(6, utc(2024, 3, 11, 15), cat, C, 6 * 10**8, 4 * 10**8, None, True, 125_000, tts),
         _usage(7, utc(2024, 3, 10, 6, 30), dan, Z, 800, 200, "0.004", False, 640, aa),
         _usage(8, utc(2024, 3, 10, 4, 59, 59), dan, Z, 100, 50, "0.0009", True, 90, aa),
         _usage(9, utc(2024, 3, 13, 18), bob, L, 3000, 700, None, False, 4000, tts),
@@ -263,7 +263,7 @@ def awkward(time_zone):
         acme=f.BudgetFactory(
             organization=acme, monthly_limit=Decimal("1.00"), alert_threshold=Decimal("0.050")
         ),
-        globex=f.BudgetFactory(organization=globex, monthly_limit=Decimal("10000000.00")),
+        globex=f.BudgetFactory(organization=globex, monthly_limit=Decimal("5000.00")),
         ann=f.BudgetFactory(organization=None, user=ann, monthly_limit=Decimal("0.02")),
         dan=f.BudgetFactory(organization=None, user=dan, monthly_limit=Decimal("100.00")),
     )

@@ -217,8 +217,12 @@ def priced(time_zone):
             _row(user, None, utc(2024, 3, 9, 23, 59, 59)),  # computed 0.0075
             _row(user, None, utc(2024, 3, 10, 0, 0, 0)),  # computed 0.0075
             _row(
-                user, None, utc(2024, 3, 12, 8), prompt_tokens=10**12, completion_tokens=10**12
-            ),  # computed 12,500,000
+                user,
+                None,
+                utc(2024, 3, 12, 8),
+                prompt_tokens=6 * 10**8,
+                completion_tokens=4 * 10**8,
+            ),  # computed 5,500
             _row(user, "0.5", utc(2024, 3, 11, 8)),  # reported
             _row(user, "0", utc(2024, 3, 11, 9)),  # reported, free
             _row(None, None, utc(2024, 3, 11, 10), model="llama-3-70b", provider="groq"),
@@ -246,7 +250,7 @@ def test_rows_are_priced_on_the_way_in(priced):
     assert _costs(priced) == [
         (Decimal("0.0075"), C),
         (Decimal("0.0075"), C),
-        (Decimal("12500000"), C),
+        (Decimal("5500"), C),
         (Decimal("0.5"), R),
         (Decimal("0"), R),
         (None, U),
@@ -285,14 +289,14 @@ def test_recompute_after_a_price_change(priced):
     assert _costs(priced) == [
         (Decimal("0.0075"), C),  # 9 March 23:59:59 keeps the old price
         (Decimal("0.00375"), C),  # 10 March 00:00:00 takes the new one
-        (Decimal("6250000"), C),
+        (Decimal("2750"), C),
         (Decimal("0.5"), R),  # reported costs are never touched
         (Decimal("0"), R),
         (Decimal("0.001"), C),  # 1000 × 0.6 + 500 × 0.8 per million
         (None, U),  # azure's gpt-4o still has no price
     ]
     assert _ledger_sql() == {
-        ("gpt-4o", "openai", "computed"): (3, 625000000000000 + 750000 + 375000),
+        ("gpt-4o", "openai", "computed"): (3, 275000000000 + 750000 + 375000),
         ("gpt-4o", "openai", "reported"): (2, 50000000),
         ("llama-3-70b", "groq", "computed"): (1, 100000),
         ("gpt-4o", "azure", "unpriced"): (1, None),
@@ -300,7 +304,7 @@ def test_recompute_after_a_price_change(priced):
     rollup = _rollup_equals_ledger()
     assert rollup[("2024-03-11", "llama-3-70b", "groq")] == (1, 100000, 0)
     totals = metrics.totals(Period(dt.date(2024, 3, 1), dt.date(2024, 3, 31)), Scope())
-    assert Decimal(str(totals["cost"])).quantize(Decimal("1e-8")) == Decimal("6250000.51225")
+    assert Decimal(str(totals["cost"])).quantize(Decimal("1e-8")) == Decimal("2750.51225")
     assert totals["unpriced_requests"] == 1
     # Nothing left to do.
     assert _recompute() == "Checked 5 priced rows; changed 0."
@@ -314,7 +318,7 @@ def test_recompute_after_editing_a_price_in_place(priced):
     assert [cost for cost, _ in _costs(priced)[:3]] == [
         Decimal("0.01"),
         Decimal("0.01"),
-        Decimal("15000000"),
+        Decimal("7000"),
     ]
     _rollup_equals_ledger()
 
@@ -327,7 +331,7 @@ def test_recompute_since_a_date(priced):
     assert [cost for cost, _ in _costs(priced)[:3]] == [
         Decimal("0.0075"),  # before --since: left alone
         Decimal("0.0125"),
-        Decimal("22500000"),
+        Decimal("9500"),
     ]
     _rollup_equals_ledger()
 

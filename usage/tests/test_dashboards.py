@@ -110,12 +110,12 @@ def test_overview_shows_the_metrics_figures(as_manager):
     figures = figures_of(page)
     assert figures == expected_figures(SEVEN_DAYS, Scope())
     assert figures == {
-        "cost": ("$18,000,000.08", "+60504201845.0% vs $0.03"),
-        "prompt_tokens": ("1,000,000,017,410", "+18518518740.9% vs 5,400"),
-        "completion_tokens": ("1,000,000,005,270", "+52631579124.7% vs 1,900"),
+        "cost": ("$7,800.08", "+26218651.7% vs $0.03"),
+        "prompt_tokens": ("600,017,410", "+11111333.5% vs 5,400"),
+        "completion_tokens": ("400,005,270", "+21052808.9% vs 1,900"),
         "requests": ("24", "+700.0% vs 3"),
         "active_users": ("4", "+33.3% vs 3"),
-        "cost_per_1k_tokens": ("$0.009", "+120.8% vs $0.00407534"),
+        "cost_per_1k_tokens": ("$0.0077999", "+91.4% vs $0.00407534"),
         "avg_latency_ms": ("6,850 ms", "+1612.5% vs 400 ms"),
         # nearest rank 21 of 22 is 7,400 ms: the 5,000–7,500 ms bucket
         "p95_latency_ms": ("6,250 ms", "+900.0% vs 625 ms"),
@@ -133,8 +133,8 @@ def test_overview_charts_are_the_metrics_series(as_manager):
     tokens = chart_of(page, "chart-tokens")["data"]
     assert [trace["name"] for trace in tokens] == ["Input", "Output"]
     assert tokens[0]["x"] == days
-    assert tokens[0]["y"] == [600, 7800, 900, 10**12, 400, 4200, 3510]
-    assert tokens[1]["y"] == [600, 1560, 250, 10**12, 100, 1000, 1760]
+    assert tokens[0]["y"] == [600, 7800, 900, 6 * 10**8, 400, 4200, 3510]
+    assert tokens[1]["y"] == [600, 1560, 250, 4 * 10**8, 100, 1000, 1760]
     assert [(d.isoformat(), i, o) for d, i, o in metrics.tokens_per_day(SEVEN_DAYS, Scope())] == [
         (d, i, o) for d, i, o in zip(days, tokens[0]["y"], tokens[1]["y"], strict=True)
     ]
@@ -147,10 +147,10 @@ def test_overview_charts_are_the_metrics_series(as_manager):
     for day, model, cost in metrics.cost_per_day_by_model(SEVEN_DAYS, Scope()):
         assert by_model[model][day.isoformat()] == pytest.approx(float(cost))
     assert by_model["gpt-4o"]["2024-03-09"] == pytest.approx(0.0351)
-    assert by_model["claude-3-5-sonnet"]["2024-03-11"] == 18_000_000
+    assert by_model["claude-3-5-sonnet"]["2024-03-11"] == 7_800
     providers = chart_of(page, "chart-providers")["data"][0]
     assert providers["y"] == ["anthropic", "openai", "azure", "mistral", "groq"]
-    assert providers["x"] == pytest.approx([18000000.018, 0.053725, 0.0049, 0.002, 0])
+    assert providers["x"] == pytest.approx([7800.018, 0.053725, 0.0049, 0.002, 0])
 
 
 def test_overview_tables_link_and_match_metrics(as_manager):
@@ -163,17 +163,17 @@ def test_overview_tables_link_and_match_metrics(as_manager):
         for row in metrics.top_users(SEVEN_DAYS, Scope())
     ]
     assert tables["top_users"] == [
-        ["cat@globex.test", "$18,000,000.00", "2,000,000,000,000", "1"],
+        ["cat@globex.test", "$7,800.00", "1,000,000,000", "1"],
         ["bob@acme.test", "$0.04", "14,760", "15"],
         ["ann@acme.test", "$0.02", "4,020", "3"],
         ["dan@solo.test", "$0.0049", "1,150", "2"],
     ]
     assert tables["top_organizations"] == [
-        ["Globex", "$18,000,000.02", "2,000,000,002,000", "3"],
+        ["Globex", "$7,800.02", "1,000,002,000", "3"],
         ["Acme", "$0.06", "18,780", "18"],
     ]
     assert tables["cost_by_provider"] == [
-        ["anthropic", "$18,000,000.02"],
+        ["anthropic", "$7,800.02"],
         ["openai", "$0.05"],
         ["azure", "$0.0049"],
         ["mistral", "$0.002"],
@@ -181,7 +181,7 @@ def test_overview_tables_link_and_match_metrics(as_manager):
     ]
     # Budgets are month to date (1–14 March), worst first, with the run-rate projection.
     assert tables["budgets"] == [
-        ["Globex", "$10,000,000.00", "$18,000,000.05", "180.0%", "$39,857,142.96", "Over budget"],
+        ["Globex", "$5,000.00", "$7,800.05", "156.0%", "$17,271.53", "Over budget"],
         ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"],
         ["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"],
         ["dan@solo.test", "$100.00", "$0.0049", "0.0%", "$0.01", "OK"],
@@ -201,10 +201,10 @@ def _filter_cases(data):
     """(query, expected period, expected scope, shown cost, shown requests)."""
     return [
         ({"period": "today"}, Period(TODAY, TODAY), Scope(), "$0.03", "5"),
-        ({"period": "7d"}, SEVEN_DAYS, Scope(), "$18,000,000.08", "24"),
-        ({"period": "30d"}, THIRTY_DAYS, Scope(), "$18,000,000.12", "28"),
-        ({"period": "90d"}, Period(dt.date(2023, 12, 16), TODAY), Scope(), "$18,000,000.14", "29"),
-        ({"period": "mtd"}, Period(dt.date(2024, 3, 1), TODAY), Scope(), "$18,000,000.11", "27"),
+        ({"period": "7d"}, SEVEN_DAYS, Scope(), "$7,800.08", "24"),
+        ({"period": "30d"}, THIRTY_DAYS, Scope(), "$7,800.12", "28"),
+        ({"period": "90d"}, Period(dt.date(2023, 12, 16), TODAY), Scope(), "$7,800.14", "29"),
+        ({"period": "mtd"}, Period(dt.date(2024, 3, 1), TODAY), Scope(), "$7,800.11", "27"),
         (
             {"period": "custom", "start": "2024-03-09", "end": "2024-03-10"},
             Period(dt.date(2024, 3, 9), dt.date(2024, 3, 10)),
@@ -230,7 +230,7 @@ def _filter_cases(data):
             {"period": "7d", "source": data.tts.pk},
             SEVEN_DAYS,
             Scope(source_id=data.tts.pk),
-            "$18,000,000.04",
+            "$7,800.04",
             "10",
         ),
         (
@@ -292,10 +292,10 @@ def test_models_page_every_sort(as_manager):
             "claude-3-5-sonnet",
             "anthropic",
             "2",
-            "1,000,000,001,000",
-            "1,000,000,001,000",
-            "$18,000,000.02",
-            "$0.009",
+            "600,001,000",
+            "400,001,000",
+            "$7,800.02",
+            "$0.0078",
             "63,750 ms",
             "120,000 ms",
             "4.00 ★",
@@ -619,7 +619,7 @@ def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
         )
     rows = _csv(as_manager.get(OVERVIEW, {"period": "7d", "export": "cost_by_provider"}))
     assert [(p, Decimal(c)) for p, c in rows[1:]] == [
-        ("anthropic", Decimal("18000000.018")),
+        ("anthropic", Decimal("7800.018")),
         ("openai", Decimal("0.053725")),
         ("azure", Decimal("0.0049")),
         ("mistral", Decimal("0.002")),
@@ -791,7 +791,7 @@ def test_staff_get_403_from_every_page_and_export(client, staff, awkward):
     for url in _pages(awkward) + _exports(awkward):
         response = client.get(url)
         assert response.status_code == 403, url
-        assert b"18000000" not in response.content
+        assert b"7800.0" not in response.content
 
 
 def test_anonymous_is_sent_to_the_login_page(client, awkward):

@@ -1,23 +1,25 @@
 from django.core.management.base import BaseCommand
 
-from usage import rollups
+from usage import ledger
 
 
 class Command(BaseCommand):
-    help = "Rebuild the usage roll-ups from the raw ledger (in one transaction)."
+    help = (
+        "Rebuild the usage roll-ups from the raw ledger (in one transaction), for repairs. "
+        "Writers keep them exact and at one row per key, so no schedule needs it."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--compact",
             action="store_true",
-            help="Only merge roll-up rows that share a key, instead of a full rebuild.",
+            help="Kept for old crontabs: roll-ups hold one row per key, nothing to merge.",
         )
 
     def handle(self, *args, compact=False, **options):
         if compact:
-            days = rollups.compact()
-            self.stdout.write(self.style.SUCCESS(f"Compacted the roll-ups of {days} days."))
+            self.stdout.write("The roll-ups hold one row per key: nothing to compact.")
             return
-        written = rollups.rebuild()
+        written = ledger.rebuild()
         counts = ", ".join(f"{name}: {rows}" for name, rows in written.items())
         self.stdout.write(self.style.SUCCESS(f"Rebuilt the roll-ups ({counts})."))

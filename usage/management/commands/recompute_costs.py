@@ -1,20 +1,17 @@
 """Re-price ledger rows whose cost came from model prices, after a price change."""
 
 from django.core.management.base import BaseCommand
-from django.db import transaction
 
-from usage import rollups
+from usage import ledger
 from usage.models import ModelUsage
 from usage.pricing import PriceBook
-
-FIELDS = ("cost", "cost_source")
 
 
 class Command(BaseCommand):
     help = (
         "Recompute the cost of ledger rows that were priced from ModelPrice (or had no "
         "price), from the prices in force on their dates. Reported costs are never touched. "
-        "The roll-ups move by the difference in the same transaction."
+        "The roll-ups move by the difference in the same transaction (usage.ledger.reprice)."
     )
 
     def add_arguments(self, parser):
@@ -33,30 +30,13 @@ class Command(BaseCommand):
         changed = seen = 0
         last_pk = 0
         while True:
-            batch = list(rows.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
-            if not batch:
+            pks = list(
+                rows.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size]
+            )
+            if not pks:
                 break
-            last_pk = batch[-1].pk
-            seen += len(batch)
-            before, after = [], []
-            for usage in batch:
-                old = (usage.cost, usage.cost_source)
-                snapshot = ModelUsage(
-                    **{
-                        f.attname: getattr(usage, f.attname)
-                        for f in ModelUsage._meta.concrete_fields
-                    }
-                )
-                usage.cost = None
-                book.price_row(usage)
-                if (usage.cost, usage.cost_source) != old:
-                    before.append(snapshot)
-                    after.append(usage)
-            changed += len(after)
-            if after and not dry_run:
-                with transaction.atomic():
-                    ModelUsage.objects.bulk_update(after, FIELDS)
-                    rollups.record(before, sign=-1)
-                    rollups.record(after)
+            last_pk = pks[-1]
+            seen += len(pks)
+            changed += len(ledger.reprice(pks, book, dry_run=dry_run))
         verb = "would change" if dry_run else "changed"
         self.stdout.write(self.style.SUCCESS(f"Checked {seen} priced rows; {verb} {changed}."))
