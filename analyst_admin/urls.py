@@ -11,6 +11,7 @@ urlpatterns = [
     # for load balancers and monitors: no login, checks the database
     path("health/", core_views.health, name="health"),
     path("admin/dashboards/", include("usage.urls")),
+    path("admin/review/queues/", include("chats.review_urls")),
     path("admin/review/", include("chats.urls")),
     path("admin/quality/", include("usage.quality_urls")),
     path("admin/reports/", include("reports.urls")),

@@ -167,59 +167,66 @@ def _backlog_chunks():
         last = ids[-1]
 
 
-@transaction.atomic
 def fill(queue, message_ids=None, request=None):
     """Add the messages the queue's rule takes and it does not hold yet.
 
     ``message_ids``: only those (rows that just arrived); None: the whole
-    table (the backlog). Idempotent: a message is in a queue at most once
-    (a unique constraint, and conflicts are ignored). Returns how many items
-    it added.
+    table (the backlog), CHUNK messages at a time, each chunk in its own
+    transaction (an interrupted run keeps what it did; running it again
+    carries on). Idempotent: a message is in a queue at most once (a unique
+    constraint; conflicts are ignored). Returns how many items it added.
     """
     chunks = _backlog_chunks() if message_ids is None else _chunks(message_ids)
-    created = []
+    created, assigned = [], Counter()
     for ids in chunks:
-        matches = _matches(queue, _assistant_messages(ids))
-        if queue.rule == Rule.CHAT_COST:
-            # one item per chat, whichever of its messages came first
-            held_chats = set(
-                queue.items.filter(message__chat_id__in={r["chat_id"] for r, _ in matches})
-                .values_list("message__chat_id", flat=True)
-                .distinct()
-            )
-            matches = [(r, why) for r, why in matches if r["chat_id"] not in held_chats]
-        held = set(
-            queue.items.filter(message_id__in=[r["id"] for r, _ in matches]).values_list(
-                "message_id", flat=True
-            )
+        with transaction.atomic():
+            new = _fill_chunk(queue, ids)
+            assigned.update(_assign_round_robin(queue, new))
+        created += new
+    if created:
+        _audit(
+            request,
+            "fill_review_queue",
+            queue,
+            new={
+                "added": len(created),
+                "first_messages": sorted(created)[:20],
+                **({"assigned": dict(assigned)} if assigned else {}),
+            },
         )
-        new = [
-            ReviewItem(
-                queue=queue,
-                message_id=r["id"],
-                reason=why[:200],
-                model_name=r["model_name"] or r["feedback__model_name"] or "",
-                source_id=r["chat__source_id"],
-            )
-            for r, why in matches
-            if r["id"] not in held
-        ]
-        ReviewItem.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
-        created += [item.message_id for item in new]
-    if not created:
-        return 0
-    assigned = _assign_round_robin(queue, created)
-    _audit(
-        request,
-        "fill_review_queue",
-        queue,
-        new={
-            "added": len(created),
-            "first_messages": sorted(created)[:20],
-            **({"assigned": assigned} if assigned else {}),
-        },
-    )
     return len(created)
+
+
+def _fill_chunk(queue, ids):
+    matches = _matches(queue, _assistant_messages(ids))
+    if not matches:
+        return []
+    if queue.rule == Rule.CHAT_COST:
+        # one item per chat, whichever of its messages came first
+        held_chats = set(
+            queue.items.filter(message__chat_id__in={r["chat_id"] for r, _ in matches})
+            .values_list("message__chat_id", flat=True)
+            .distinct()
+        )
+        matches = [(r, why) for r, why in matches if r["chat_id"] not in held_chats]
+    held = set(
+        queue.items.filter(message_id__in=[r["id"] for r, _ in matches]).values_list(
+            "message_id", flat=True
+        )
+    )
+    new = [
+        ReviewItem(
+            queue=queue,
+            message_id=r["id"],
+            reason=why[:200],
+            model_name=r["model_name"] or r["feedback__model_name"] or "",
+            source_id=r["chat__source_id"],
+        )
+        for r, why in matches
+        if r["id"] not in held
+    ]
+    ReviewItem.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
+    return [item.message_id for item in new]
 
 
 def _assign_round_robin(queue, message_ids):
