@@ -324,7 +324,7 @@ def can_review(item, user):
 
 
 def _item_state(item):
-    return {"status": item.status, "verdict": item.verdict}
+    return {"status": item.status, "final_verdict": item.verdict}
 
 
 def claim(request, item):
