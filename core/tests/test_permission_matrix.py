@@ -121,6 +121,8 @@ URLS = {
     "quality:feedback": ("GET", LOGIN, 200, 200, 200),
     "quality:activity": ("GET", LOGIN, 200, 200, 200),
     "quality:text_to_sql": ("GET", LOGIN, 200, 200, 200),
+    # usage.review_metrics (staff_page): chats.view_review_results
+    "quality:reviews": ("GET", LOGIN, 403, 200, 200),
     # reports.views (staff_page): view_deepanalysisreport
     "reports:list": ("GET", LOGIN, 200, 200, 200),
     "reports:detail": ("GET", LOGIN, 200, 200, 200),
