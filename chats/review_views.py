@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from . import queues, transcript
 from .models import Message, MistakeCategory, Review, ReviewItem, ReviewQueue
+from .rendering import render_many
 from .views import _int, staff_page, transcript_url
 
 REVIEW = "chats.review_items"
@@ -58,6 +59,8 @@ def queue_detail(request, pk):
     if status in ReviewItem.Status.values:
         items = items.filter(status=status)
     page = Paginator(items, ITEMS_PAGE_SIZE).get_page(request.GET.get("page"))
+    # previews as text, not raw markdown
+    html = render_many({item.message.content for item in page.object_list})
     can_results = request.user.has_perm(RESULTS)
     context = _context(
         request,
@@ -65,6 +68,7 @@ def queue_detail(request, pk):
         queue=queue,
         counts=queues.queue_counts([queue])[queue.pk],
         page_obj=page,
+        rows=[(item, html[item.message.content]) for item in page.object_list],
         status=status,
         statuses=ReviewItem.Status.choices,
         mine=queues.open_items(queue, request.user).count(),
