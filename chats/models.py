@@ -388,7 +388,7 @@ class ReviewItem(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["queue", "id"]
+        ordering = ["id"]
         permissions = [
             ("review_items", "Can review items of review queues"),
             ("view_review_results", "Can read review results, agreement and exports"),
@@ -423,7 +423,7 @@ class Review(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["item", "id"]
+        ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["item", "reviewer"], name="chats_review_once_each"),
             models.CheckConstraint(

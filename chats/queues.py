@@ -596,3 +596,51 @@ def queue_counts(queues):
 
 def active_categories():
     return list(MistakeCategory.objects.filter(is_active=True))
+
+
+DEMO_QUEUES = [
+    {"name": "Low ratings", "rule": Rule.LOW_RATING, "max_rating": 2},
+    {"name": "Failed code", "rule": Rule.FAILED_CODE},
+    {"name": "SQL errors", "rule": Rule.SQL_ERROR},
+    {
+        "name": "Sample, two reviewers",
+        "rule": Rule.SAMPLE,
+        "sample_percent": 2,
+        "reviewers_per_item": 2,
+    },
+]
+
+
+def demo_queues(reviewers=(), reviewed=10):
+    """Demo data (for ingest's seed_demo): the queues above, filled; when
+    ``reviewers`` (staff accounts) are given, each completes the first
+    ``reviewed`` items of each queue with a verdict derived from the item
+    id, so the results pages have something to show."""
+    made = []
+    for spec in DEMO_QUEUES:
+        queue, _ = ReviewQueue.objects.get_or_create(name=spec["name"], defaults=spec)
+        fill(queue)
+        made.append(queue)
+    verdicts = Verdict.values
+    now = timezone.now()
+    for queue in made:
+        items = list(queue.items.order_by("pk")[:reviewed])
+        for n, reviewer in enumerate(reviewers[: queue.reviewers_per_item]):
+            Review.objects.bulk_create(
+                [
+                    Review(
+                        item=item,
+                        reviewer=reviewer,
+                        verdict=verdicts[(item.pk + n * (item.pk % 4 == 0)) % 3],
+                        started_at=now - timedelta(seconds=30 + item.pk % 90),
+                        completed_at=now,
+                    )
+                    for item in items
+                ],
+                ignore_conflicts=True,
+            )
+        for item in items:
+            item = ReviewItem.objects.select_related("queue").get(pk=item.pk)
+            _settle_from_reviews(item)
+            item.save(update_fields=["status", "verdict"])
+    return made

@@ -386,3 +386,18 @@ def test_progress_today_week_and_median(settings):
             "median_seconds": 50,
         }
     ]
+
+
+def test_demo_queues_fill_and_review():
+    for rating in (1, 2, 5):
+        f.MessageFeedbackFactory(rating=rating)
+    ann, bob = f.UserFactory(), f.UserFactory()
+
+    made = queues.demo_queues([ann, bob], reviewed=5)
+    queues.demo_queues([ann, bob], reviewed=5)  # again: nothing doubles
+
+    low = next(q for q in made if q.name == "Low ratings")
+    assert low.items.count() == 2
+    assert set(low.items.values_list("status", flat=True)) == {"done"}
+    assert Review.objects.filter(item__queue=low).count() == 2
+    assert ReviewQueue.objects.count() == 4
