@@ -180,16 +180,16 @@ def review_item(request, pk):
 
 def _post_review(request, item):
     action = request.POST.get("action", "complete")
-    if action == "skip":
-        queues.skip(request, item)
-        messages.info(request, f"Item {item.pk} skipped.")
-        return _go_next(request, item.queue, after=item.pk)
     verdict = request.POST.get("verdict", "")
-    if verdict not in ReviewItem.Verdict.values:
+    if action != "skip" and verdict not in ReviewItem.Verdict.values:
         return HttpResponseBadRequest("Choose a verdict: correct, partly or wrong.")
     if not queues.can_review(item, request.user):
         messages.error(request, "This item is not yours to review.")
         return redirect("queues:item", item.pk)
+    if action == "skip":
+        queues.skip(request, item)
+        messages.info(request, f"Item {item.pk} skipped.")
+        return _go_next(request, item.queue, after=item.pk)
     ids = [_int(v) for v in request.POST.getlist("categories")]
     categories = list(MistakeCategory.objects.filter(pk__in=[i for i in ids if i is not None]))
     queues.complete(

@@ -180,10 +180,12 @@ def test_round_robin_items_are_not_others_to_take(client, queue):
     client.force_login(bob)
 
     response = client.post(reverse("queues:item", args=[item.pk]), {"verdict": "correct"})
+    skipped = client.post(reverse("queues:item", args=[item.pk]), {"action": "skip"})
 
-    assert response.status_code == 302
+    assert response.status_code == skipped.status_code == 302
     item.refresh_from_db()
     assert item.status == "pending" and not item.reviews.exists()
+    assert not AuditLog.objects.filter(action="skip_review_item").exists()
 
 
 def test_settle_is_for_admins(client, queue):

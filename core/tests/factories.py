@@ -524,8 +524,16 @@ class ReviewItemFactory(factory.django.DjangoModelFactory):
         model = ReviewItem
 
     queue = factory.SubFactory(ReviewQueueFactory)
-    message = factory.SubFactory(MessageFactory, role=Message.Role.ASSISTANT)
     reason = "rated 1 of 5"
+
+    @factory.lazy_attribute
+    def message(self):
+        """An assistant message the queue does not hold yet: an existing one
+        when there is (so "a row of every model" adds no chat or message),
+        else a new one."""
+        held = ReviewItem.objects.filter(queue=self.queue).values("message_id")
+        free = Message.objects.filter(role=Message.Role.ASSISTANT).exclude(pk__in=held)
+        return free.order_by("pk").first() or MessageFactory(role=Message.Role.ASSISTANT)
 
 
 class ReviewFactory(factory.django.DjangoModelFactory):
