@@ -13,6 +13,7 @@ urlpatterns = [
     path("health/", core_views.health, name="health"),
     path("admin/dashboards/alerts/", include("usage.watch_urls")),
     path("admin/dashboards/", include("usage.urls")),
+    path("admin/review/queues/", include("chats.review_urls")),
     path("admin/review/", include("chats.urls")),
     path("admin/quality/", include("usage.quality_urls")),
     path("admin/reports/", include("reports.urls")),

@@ -456,3 +456,90 @@ class UploadedFileAdmin(BigTableAdmin):
     ordering = ("-upload_timestamp",)
     raw_id_fields = ("chat",)
     pretty_json_fields = ("file_metadata",)
+
+
+# Review queues (#19) -------------------------------------------------------
+
+from chats import queues as review_queues  # noqa: E402
+from chats.models import MistakeCategory, Review, ReviewItem, ReviewQueue  # noqa: E402
+from core.admin_tools import BaseAdmin, ReadOnlyAdminMixin  # noqa: E402
+
+
+@admin.register(MistakeCategory)
+class MistakeCategoryAdmin(BaseAdmin):
+    """The mistake taxonomy reviewers pick from (Admins edit it)."""
+
+    list_display = ("name", "slug", "position", "is_active")
+    list_editable = ("position", "is_active")
+    prepopulated_fields = {"slug": ("name",)}
+    ordering = ("position", "name")
+
+
+@admin.register(ReviewQueue)
+class ReviewQueueAdmin(BaseAdmin):
+    """A queue's rule and assignment (Admins edit them); "Fill now" runs the
+    rule over every message, as ``fill_review_queues`` does."""
+
+    list_display = ("name", "rule", "reviewers_per_item", "assignment", "is_active")
+    list_filter = ("rule", "assignment", "is_active")
+    search_fields = ("name",)
+    filter_horizontal = ("reviewers",)
+    readonly_fields = ("created_at",)
+    actions = ("fill_now",)
+    fieldsets = (
+        (None, {"fields": ("name", "description", "is_active")}),
+        (
+            "Rule",
+            {
+                "fields": (
+                    "rule",
+                    "max_rating",
+                    "confidence_below",
+                    "min_chat_cost",
+                    "sample_percent",
+                )
+            },
+        ),
+        ("Reviewers", {"fields": ("reviewers_per_item", "assignment", "reviewers")}),
+        ("Dates", {"fields": ("created_at",)}),
+    )
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "reviewers":
+            from django.contrib.auth import get_user_model
+
+            kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.action(description="Fill now from every message", permissions=["change"])
+    def fill_now(self, request, queryset):
+        added = {queue.name: review_queues.fill(queue, request=request) for queue in queryset}
+        self.message_user(
+            request,
+            "; ".join(f"{name}: {n} added" for name, n in added.items()),
+            messages.SUCCESS,
+        )
+
+
+class ReviewInline(ReadOnlyInlineMixin, admin.TabularInline):
+    model = Review
+    fields = ("reviewer", "verdict", "note", "started_at", "completed_at")
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(ReadOnlyAdminMixin, BaseAdmin):
+    """Items and their reviews, read-only: the review pages change them, audited."""
+
+    list_display = ("__str__", "queue", "status", "verdict", "model_name", "created_at")
+    list_filter = ("queue", "status", "verdict")
+    list_select_related = ("queue",)
+    raw_id_fields = ("message", "queue", "settled_by", "source")
+    inlines = (ReviewInline,)
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdminMixin, BaseAdmin):
+    list_display = ("__str__", "reviewer", "verdict", "completed_at")
+    list_filter = ("verdict",)
+    list_select_related = ("reviewer", "item__queue")
+    raw_id_fields = ("item", "reviewer")

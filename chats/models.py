@@ -235,3 +235,206 @@ class UploadedFile(Imported):
 
     def __str__(self):
         return self.filename
+
+
+# Review queues (#19) -------------------------------------------------------
+
+
+class MistakeCategory(models.Model):
+    """One kind of mistake an analyst application makes (Admins edit the list)."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "mistake categories"
+
+    def __str__(self):
+        return self.name
+
+
+class ReviewQueue(models.Model):
+    """A named rule over the chats' signals; matching assistant messages
+    become its items (chats.queues fills it as rows arrive and on demand)."""
+
+    class Rule(models.TextChoices):
+        LOW_RATING = "low_rating", "Rating at most N"
+        FAILED_CODE = "failed_code", "A failed code execution"
+        SQL_ERROR = "sql_error", "A text-to-SQL error"
+        AI_FLAG = "ai_flag", "AI metadata: flagged a mistake or low confidence"
+        CHAT_COST = "chat_cost", "The chat's cost above X"
+        SAMPLE = "sample", "A random sample of P % per model and source"
+
+    class Assignment(models.TextChoices):
+        CLAIM = "claim", "Reviewers claim the next item"
+        ROUND_ROBIN = "round_robin", "Round robin over the queue's reviewers"
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    rule = models.CharField(max_length=20, choices=Rule.choices)
+    max_rating = models.SmallIntegerField(
+        null=True, blank=True, help_text="Rating at most N: N (1–5)."
+    )
+    confidence_below = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="AI metadata: also answers whose confidence is below this (0–1).",
+    )
+    min_chat_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Chat cost: the chat's ledger spend above this amount.",
+    )
+    sample_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Random sample: P % of each model's and source's answers.",
+    )
+    reviewers_per_item = models.PositiveSmallIntegerField(
+        default=1, choices=[(1, "One reviewer"), (2, "Two reviewers")]
+    )
+    assignment = models.CharField(
+        max_length=20, choices=Assignment.choices, default=Assignment.CLAIM
+    )
+    reviewers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="review_queues",
+        help_text="Round robin: the reviewers who take turns.",
+    )
+    round_robin_next = models.PositiveIntegerField(default=0, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(max_rating__isnull=True)
+                | models.Q(max_rating__gte=1, max_rating__lte=5),
+                name="chats_queue_max_rating_1_5",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(confidence_below__isnull=True)
+                | models.Q(confidence_below__gte=0, confidence_below__lte=1),
+                name="chats_queue_confidence_0_1",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(sample_percent__isnull=True)
+                | models.Q(sample_percent__gte=0, sample_percent__lte=100),
+                name="chats_queue_sample_0_100",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reviewers_per_item__in=[1, 2]),
+                name="chats_queue_reviewers_1_2",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        needs = {
+            self.Rule.LOW_RATING: "max_rating",
+            self.Rule.CHAT_COST: "min_chat_cost",
+            self.Rule.SAMPLE: "sample_percent",
+        }
+        field = needs.get(self.rule)
+        if field and getattr(self, field) is None:
+            raise ValidationError({field: "This rule needs a value here."})
+
+
+class ReviewItem(models.Model):
+    """An assistant message in a queue, with what became of it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_PROGRESS = "in_progress", "In progress"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped"
+
+    class Verdict(models.TextChoices):
+        CORRECT = "correct", "Correct"
+        PARTLY = "partly", "Partly correct"
+        WRONG = "wrong", "Wrong"
+
+    queue = models.ForeignKey(ReviewQueue, on_delete=models.CASCADE, related_name="items")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="review_items")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=200, blank=True)
+    # The answer's model and source when it entered the queue (quality per model).
+    model_name = models.CharField(max_length=100, blank=True)
+    source = models.ForeignKey(
+        "core.Source", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The final verdict: the reviewers' when they agree, an Admin's when settled.
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, null=True, blank=True)
+    settled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    settled_at = models.DateTimeField(null=True, blank=True)
+    settle_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        permissions = [
+            ("review_items", "Can review items of review queues"),
+            ("view_review_results", "Can read review results, agreement and exports"),
+            ("settle_disagreement", "Can settle reviewers' disagreements"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "message"], name="chats_item_once_per_queue"),
+        ]
+        indexes = [
+            models.Index(fields=["queue", "status", "id"], name="chats_item_queue_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.queue} · message {self.message_id}"
+
+
+class Review(models.Model):
+    """One reviewer's work on an item: assigned or claimed, then completed."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews"
+    )
+    verdict = models.CharField(
+        max_length=10, choices=ReviewItem.Verdict.choices, null=True, blank=True
+    )
+    categories = models.ManyToManyField(MistakeCategory, blank=True, related_name="reviews")
+    corrected_answer = models.TextField(blank=True)
+    note = models.TextField(blank=True)
+    assigned_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "reviewer"], name="chats_review_once_each"),
+            models.CheckConstraint(
+                condition=models.Q(verdict__isnull=True, completed_at__isnull=True)
+                | models.Q(verdict__isnull=False, completed_at__isnull=False),
+                name="chats_review_verdict_when_complete",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["reviewer", "completed_at"], name="chats_review_done_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.reviewer} on {self.item}"

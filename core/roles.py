@@ -12,12 +12,20 @@ STAFF = [
     "chats.view_codeexecution",
     "chats.view_uploadedfile",
     "chats.flag_mistake",
+    # review queues (#19): work the items; see the queues and the taxonomy
+    "chats.review_items",
+    "chats.view_reviewqueue",
+    "chats.view_mistakecategory",
     "reports.view_deepanalysisreport",
     "reports.view_analysisresult",
 ]
 
 # Managers: Staff's rights plus usage dashboards, exports and budgets.
 MANAGERS = STAFF + [
+    # review results: agreement, progress, quality per model, exports (#19)
+    "chats.view_review_results",
+    "chats.view_reviewitem",
+    "chats.view_review",
     "usage.view_dashboards",
     "usage.export_usage",
     "usage.view_modelusage",

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import quality_views as views
+from . import review_metrics
 
 app_name = "quality"
 
@@ -10,4 +11,5 @@ urlpatterns = [
     path("feedback/", views.feedback, name="feedback"),
     path("activity/", views.activity, name="activity"),
     path("text-to-sql/", views.text_to_sql, name="text_to_sql"),
+    path("reviews/", review_metrics.review_quality, name="reviews"),
 ]

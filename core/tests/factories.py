@@ -512,3 +512,54 @@ def factories_by_model():
         if isinstance(value, type) and model is not None and not meta.abstract:
             found[model] = value
     return found
+
+
+# Review queues (#19) -------------------------------------------------------
+
+from chats.models import MistakeCategory, Review, ReviewItem, ReviewQueue  # noqa: E402
+
+
+class MistakeCategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MistakeCategory
+
+    slug = factory.Sequence(lambda n: f"category-{n}")
+    name = factory.Sequence(lambda n: f"Category {n}")
+    position = factory.Sequence(lambda n: 100 + n)
+
+
+class ReviewQueueFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReviewQueue
+
+    name = factory.Sequence(lambda n: f"Queue {n}")
+    rule = ReviewQueue.Rule.LOW_RATING
+    max_rating = 2
+
+
+class ReviewItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReviewItem
+
+    queue = factory.SubFactory(ReviewQueueFactory)
+    reason = "rated 1 of 5"
+
+    @factory.lazy_attribute
+    def message(self):
+        """An assistant message the queue does not hold yet: an existing one
+        when there is (so "a row of every model" adds no chat or message),
+        else a new one."""
+        held = ReviewItem.objects.filter(queue=self.queue).values("message_id")
+        free = Message.objects.filter(role=Message.Role.ASSISTANT).exclude(pk__in=held)
+        return free.order_by("pk").first() or MessageFactory(role=Message.Role.ASSISTANT)
+
+
+class ReviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Review
+
+    item = factory.SubFactory(ReviewItemFactory)
+    reviewer = factory.SubFactory(UserFactory)
+    verdict = ReviewItem.Verdict.CORRECT
+    started_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(seconds=40))
+    completed_at = factory.LazyFunction(timezone.now)

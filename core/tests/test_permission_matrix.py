@@ -60,6 +60,12 @@ MODEL_RIGHTS = {
     "chats.messagefeedback": ("v", "v", "vacd"),
     "chats.codeexecution": ("v", "v", "vacd"),
     "chats.uploadedfile": ("v", "v", "vacd"),
+    # review queues (#19): Admins edit queues and the taxonomy; items and
+    # reviews change only through the review pages (audited)
+    "chats.mistakecategory": ("v", "v", "vacd"),
+    "chats.reviewqueue": ("v", "v", "vacd"),
+    "chats.reviewitem": ("", "v", "v"),
+    "chats.review": ("", "v", "v"),
     "reports.deepanalysisreport": ("v", "v", "vacd"),
     "reports.analysisresult": ("v", "v", "vacd"),
     "usage.modelusage": ("", "v", "vacd"),
@@ -76,7 +82,13 @@ MODEL_RIGHTS = {
 
 # Exceptions to "the permissions in core.roles decide", each made by the
 # model's admin (has_*_permission); see test_model_rights_agree_with_core_roles.
-READ_ONLY = {"core.auditlog", "usage.dailyusage", "usage.dailylatency"}
+READ_ONLY = {
+    "core.auditlog",
+    "usage.dailyusage",
+    "usage.dailylatency",
+    "chats.reviewitem",
+    "chats.review",
+}
 NEVER_ADDED = {"core.refreshtoken"}
 CHANGED_WITH = {"chats.message": "chats.flag_mistake"}
 
@@ -95,12 +107,25 @@ URLS = {
     "review:flag_mistake": ("POST", LOGIN, 302, 302, 302),
     "review:feedback_queue": ("GET", LOGIN, 200, 200, 200),
     "review:search": ("GET", LOGIN, 200, 200, 200),
+    # chats.review_views (staff_page): review_items; view_review_results;
+    # settle_disagreement (Admins)
+    "queues:list": ("GET", LOGIN, 200, 200, 200),
+    "queues:queue": ("GET", LOGIN, 200, 200, 200),
+    "queues:start": ("POST", LOGIN, 302, 302, 302),
+    "queues:item": ("GET", LOGIN, 200, 200, 200),
+    "queues:settle": ("POST", LOGIN, 403, 403, 302),
+    "queues:disagreements": ("GET", LOGIN, 403, 200, 200),
+    "queues:results": ("GET", LOGIN, 403, 200, 200),
+    "queues:export_csv": ("GET", LOGIN, 403, 200, 200),
+    "queues:export_jsonl": ("GET", LOGIN, 403, 200, 200),
     # usage.quality_views (staff_page): view_message, or view_codeexecution
     "quality:code": ("GET", LOGIN, 200, 200, 200),
     "quality:executions": ("GET", LOGIN, 200, 200, 200),
     "quality:feedback": ("GET", LOGIN, 200, 200, 200),
     "quality:activity": ("GET", LOGIN, 200, 200, 200),
     "quality:text_to_sql": ("GET", LOGIN, 200, 200, 200),
+    # usage.review_metrics (staff_page): chats.view_review_results
+    "quality:reviews": ("GET", LOGIN, 403, 200, 200),
     # reports.views (staff_page): view_deepanalysisreport
     "reports:list": ("GET", LOGIN, 200, 200, 200),
     "reports:detail": ("GET", LOGIN, 200, 200, 200),
@@ -238,6 +263,7 @@ def first_pk(model):
 
 def values_for(key, route, world):
     """Real values for the parameters of ``route``."""
+    from chats.models import ReviewItem, ReviewQueue
     from core.models import AppUser, Organization, User
     from reports.models import DeepAnalysisReport
 
@@ -258,6 +284,10 @@ def values_for(key, route, world):
         "review:transcript": lambda: world["chat"].pk,
         "review:flag_mistake": lambda: world["message"].pk,
         "reports:detail": lambda: first_pk(DeepAnalysisReport),
+        "queues:queue": lambda: first_pk(ReviewQueue),
+        "queues:start": lambda: first_pk(ReviewQueue),
+        "queues:item": lambda: first_pk(ReviewItem),
+        "queues:settle": lambda: first_pk(ReviewItem),
     }.get(key, lambda: None)()
     return values
 
@@ -275,6 +305,7 @@ QUERY = {
 }
 POST_DATA = {
     "review:flag_mistake": {"is_mistake": "on", "mistake_note": "wrong total"},
+    "queues:settle": {"verdict": "partly", "note": "half right"},
 }
 
 

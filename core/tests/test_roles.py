@@ -23,7 +23,7 @@ def test_migration_creates_exactly_the_three_groups():
 
 def test_staff_group_holds_exactly_the_staff_permissions():
     assert _held("Staff") == set(roles.STAFF)
-    assert len(_held("Staff")) == 8
+    assert len(_held("Staff")) == 11
 
 
 def test_managers_group_holds_exactly_the_manager_permissions():
@@ -41,10 +41,10 @@ def test_admins_group_holds_every_permission_of_the_admin_apps():
     assert not any(p.startswith(("sessions.", "contenttypes.")) for p in _held("Admins"))
 
 
-def test_staff_can_change_nothing_but_the_mistake_flag():
+def test_staff_can_change_nothing_but_the_mistake_flag_and_reviews():
     not_view = {p for p in _held("Staff") if not p.split(".")[1].startswith("view_")}
 
-    assert not_view == {"chats.flag_mistake"}
+    assert not_view == {"chats.flag_mistake", "chats.review_items"}
 
 
 def test_managers_have_dashboards_and_budget_rights():
