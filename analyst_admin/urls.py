@@ -12,7 +12,7 @@ urlpatterns = [
     path("health/", core_views.health, name="health"),
     path("admin/dashboards/", include("usage.urls")),
     path("admin/review/", include("chats.urls")),
-    path("admin/quality/", include("usage.quality_urls")),
+    path("admin/quality/", include("analytics.urls")),
     path("admin/reports/", include("reports.urls")),
     path("admin/", admin.site.urls),
     # the ingest API; its interactive docs are for logged-in staff

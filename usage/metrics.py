@@ -8,20 +8,21 @@ settings.TIME_ZONE, the zone the roll-ups are cut in.
 """
 
 import calendar
-import functools
 import math
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Case, Count, DecimalField, F, Q, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from chats.models import CodeExecution, Message, MessageFeedback
+from chats.models import Chat, CodeExecution, Message, MessageFeedback
 from core.models import AppUser, Organization
+from core.pages.figures import Figure
+from core.pages.memo import memoized as page_memoized
+from core.pages.period import Period, Scope
 
 from .models import (
     LATENCY_BUCKETS_MS,
@@ -33,84 +34,6 @@ from .models import (
 from .rollups import LEDGER_AGGREGATES, ROLLUPS, SUMMED, bucket_expression
 
 THOUSAND = Decimal(1000)
-
-
-# -- the period and scope every figure is computed for ----------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """Local days ``start`` to ``end``, both included."""
-
-    start: date
-    end: date
-
-    PRESETS = {
-        "today": "Today",
-        "7d": "Last 7 days",
-        "30d": "Last 30 days",
-        "90d": "Last 90 days",
-        "mtd": "Month to date",
-        "custom": "Custom range",
-    }
-
-    @classmethod
-    def preset(cls, name, today=None):
-        today = today or timezone.localdate()
-        if name == "today":
-            return cls(today, today)
-        if name == "mtd":
-            return cls(today.replace(day=1), today)
-        days = {"7d": 7, "30d": 30, "90d": 90}[name]
-        return cls(today - timedelta(days=days - 1), today)
-
-    @property
-    def days(self):
-        return (self.end - self.start).days + 1
-
-    def previous(self):
-        """The period of the same length just before this one."""
-        return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
-
-    def each_day(self):
-        return [self.start + timedelta(days=n) for n in range(self.days)]
-
-    def local_bounds(self):
-        """Aware datetimes [start, end) of the period in the current zone."""
-        zone = timezone.get_current_timezone()
-        start = timezone.make_aware(
-            timezone.datetime.combine(self.start, timezone.datetime.min.time()), zone
-        )
-        end = timezone.make_aware(
-            timezone.datetime.combine(self.end + timedelta(days=1), timezone.datetime.min.time()),
-            zone,
-        )
-        return start, end
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which slice of the ledger: any of organisation, app user, model,
-    provider and source (None = all)."""
-
-    organization_id: int | None = None
-    user_id: int | None = None
-    model_name: str | None = None
-    provider: str | None = None
-    source_id: int | None = None
-
-    def lookups(self):
-        return {
-            name: value
-            for name, value in (
-                ("organization_id", self.organization_id),
-                ("user_id", self.user_id),
-                ("model_name", self.model_name),
-                ("provider", self.provider),
-                ("source_id", self.source_id),
-            )
-            if value not in (None, "")
-        }
 
 
 # -- where figures come from ---------------------------------------------------
@@ -273,33 +196,9 @@ class LedgerReader:
 reader = RollupReader()
 
 
-_memo = ContextVar("usage_metrics_memo", default=None)
-
-
-@contextmanager
-def memo():
-    """Within the block, a figure asked for again with the same arguments
-    (and reader) is computed once: one page shows some figures twice. The
-    dashboard views run in one."""
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
-
-
 def memoized(function):
-    @functools.wraps(function)
-    def wrapper(*args):
-        cache = _memo.get()
-        if cache is None:
-            return function(*args)
-        key = (function.__name__, reader, *args)
-        if key not in cache:
-            cache[key] = function(*args)
-        return cache[key]
-
-    return wrapper
+    """Memoized within a page's request (core.pages.memo), per reader."""
+    return page_memoized(function, key=lambda: (reader,))
 
 
 @contextmanager
@@ -400,24 +299,6 @@ def totals(period, scope, rank_users=False):
     )
     row["p95_latency_ms"] = percentile_from_histogram(_histograms(period, scope).get((), {}), 0.95)
     return row
-
-
-@dataclass
-class Figure:
-    key: str
-    label: str
-    value: object
-    previous: object
-    kind: str = "number"  # number | money | ms | share
-    change: float | None = field(init=False)
-
-    def __post_init__(self):
-        if self.value is None or self.previous in (None, 0):
-            self.change = None
-        else:
-            self.change = float(
-                (Decimal(self.value) - Decimal(self.previous)) / Decimal(self.previous)
-            )
 
 
 HEADLINE = [
@@ -724,3 +605,21 @@ def budget_statuses(today=None, scope=None):
         statuses.append(BudgetStatus(budget, spent, projected, share))
     statuses.sort(key=lambda s: -s.share)
     return statuses
+
+
+# -- one app user's or organisation's latest rows --------------------------------
+
+
+def latest_chats(scope_field, pk, limit=20):
+    """The latest chats of an app user or organisation (``scope_field``:
+    "user_id" or "organization_id"), with what the page shows of them."""
+    return Chat.objects.select_related("user", "organization").filter(**{scope_field: pk})[:limit]
+
+
+def latest_feedback(scope_field, pk, limit=20):
+    """The latest ratings given in the chats of an app user or organisation."""
+    return (
+        MessageFeedback.objects.select_related("message__chat")
+        .filter(**{f"message__chat__{scope_field}": pk}, rating__isnull=False)
+        .order_by("-created_at")[:limit]
+    )

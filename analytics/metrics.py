@@ -31,7 +31,6 @@ line (first 100 characters) is. SQLite and PostgreSQL spell the same rule
 with their own string and JSON functions (``_ERROR_ENTRIES``).
 """
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import EmptyResultSet
@@ -63,10 +62,11 @@ from django.utils import timezone
 
 from chats.models import Chat, CodeExecution, Message, MessageFeedback
 from core.models import AppUser, Organization, Source, UserSession
-
-from . import metrics
-from .metrics import Figure, Period, Scope
-from .models import QueryAnalytics
+from core.pages.figures import headline, ratio
+from core.pages.memo import memoized
+from core.pages.period import Fields, Period, Scope, in_period, scoped
+from usage import metrics as usage_metrics
+from usage.models import QueryAnalytics
 
 NO_AGENT = "(no agent recorded)"
 NO_ERROR = "(no error message)"
@@ -75,17 +75,6 @@ P95 = 0.95
 
 
 # -- which Scope fields apply to which table ----------------------------------
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Where a Scope's fields are found from one model (None: not applicable)."""
-
-    user: str | None = None
-    organization: str | None = None
-    source: str | None = "source_id"
-    model: str | None = None
-    provider: str | None = None
 
 
 EXECUTION = Fields(
@@ -107,33 +96,8 @@ QUERY = Fields(
 )
 
 
-def scoped(queryset, scope, fields):
-    """``queryset`` narrowed by the Scope fields that apply to it."""
-    lookups = {}
-    for name, value in (
-        ("user", scope.user_id),
-        ("organization", scope.organization_id),
-        ("source", scope.source_id),
-        ("model", scope.model_name),
-        ("provider", scope.provider),
-    ):
-        path = getattr(fields, name)
-        if path and value not in (None, ""):
-            lookups[path] = value
-    return queryset.filter(**lookups)
-
-
-def in_period(period, field="created_at"):
-    start, end = period.local_bounds()
-    return Q(**{f"{field}__gte": start, f"{field}__lt": end})
-
-
 def local_day(field):
     return TruncDate(field, tzinfo=timezone.get_current_timezone())
-
-
-def ratio(part, whole):
-    return part / whole if whole else None
 
 
 def _by_day(queryset, field, period, **aggregates):
@@ -147,12 +111,6 @@ def _by_day(queryset, field, period, **aggregates):
     }
     empty = dict.fromkeys(aggregates)
     return {day: found.get(day, empty) for day in period.each_day()}
-
-
-def _headline(totals, period, scope, items):
-    """metrics.Figure per (key, label, kind), against the period before."""
-    now, before = totals(period, scope), totals(period.previous(), scope)
-    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in items]
 
 
 # -- raw SQL around ORM querysets ----------------------------------------------
@@ -282,7 +240,7 @@ EXECUTION_HEADLINE = [
 
 
 def execution_headline(period, scope):
-    return _headline(execution_totals, period, scope, EXECUTION_HEADLINE)
+    return headline(execution_totals, period, scope, EXECUTION_HEADLINE)
 
 
 def success_per_day(period, scope):
@@ -300,6 +258,7 @@ def success_per_day(period, scope):
     ]
 
 
+@memoized
 def success_by_model(period, scope):
     """One row per model and provider, most executions first."""
     rows = list(
@@ -420,6 +379,7 @@ def _agent_rows(queryset):
     return _AGENT_ROWS[_vendor(queryset)]
 
 
+@memoized
 def failures_by_error_type(period, scope):
     """[{error_type, executions, agents, example}] most frequent first; an
     execution with messages of two types counts in both groups."""
@@ -436,6 +396,7 @@ def failures_by_error_type(period, scope):
     ]
 
 
+@memoized
 def failures_by_agent(period, scope):
     """[{agent, executions, share, chats}] most failures first: an agent
     fails in an execution when failed_agents or error_messages names it."""
@@ -509,6 +470,7 @@ def execution_errors(ids):
 EXECUTION_COUNT_BUCKETS = 5  # 1, 2, 3, 4, and "5 or more" executions in a chat
 
 
+@memoized
 def executions_per_chat(period, scope):
     """[(executions in a chat (the last is "or more"), chats)] for chats with
     code in the period, every bucket listed."""
@@ -640,9 +602,10 @@ FEEDBACK_HEADLINE = [
 
 
 def feedback_headline(period, scope):
-    return _headline(feedback_totals, period, scope, FEEDBACK_HEADLINE)
+    return headline(feedback_totals, period, scope, FEEDBACK_HEADLINE)
 
 
+@memoized
 def rating_distribution(period, scope):
     """[(rating, count)] for 1 to 5 ★."""
     found = dict(
@@ -761,6 +724,7 @@ def _rating_by_band(period, scope, bands):
     return [{**found.get(n, empty), "band": label} for n, (label, _) in enumerate(bands)]
 
 
+@memoized
 def rating_by_temperature(period, scope):
     """Ratings per band of the rated call's temperature, every band listed."""
     return _rating_by_band(period, scope, TEMPERATURE_BANDS)
@@ -873,7 +837,7 @@ ACTIVITY_HEADLINE = [
 
 
 def activity_headline(period, scope):
-    return _headline(activity_totals, period, scope, ACTIVITY_HEADLINE)
+    return headline(activity_totals, period, scope, ACTIVITY_HEADLINE)
 
 
 def active_users_per_day(period, scope):
@@ -922,6 +886,7 @@ def _month_end(first):
     return following - timedelta(days=1)
 
 
+@memoized
 def active_users_per_week(period, scope):
     """[(Monday, active app users, days in the period)] for each week meeting
     the period; a week partly outside it counts only its days inside."""
@@ -964,6 +929,7 @@ def sessions_per_day(period, scope):
 MAX_COHORT_WEEKS = 13
 
 
+@memoized
 def cohorts(period, scope):
     """Returning app users, one row per weekly sign-up cohort.
 
@@ -1015,7 +981,7 @@ def _usage_by(period, scope, key):
     usage_scope = Scope(
         organization_id=scope.organization_id, user_id=scope.user_id, source_id=scope.source_id
     )
-    reader = metrics.reader
+    reader = usage_metrics.reader
     return {
         value: (requests, tokens)
         for value, requests, tokens in reader.usage(period, usage_scope, key)
@@ -1136,7 +1102,7 @@ QUERY_HEADLINE = [
 
 
 def query_headline(period, scope):
-    return _headline(query_totals, period, scope, QUERY_HEADLINE)
+    return headline(query_totals, period, scope, QUERY_HEADLINE)
 
 
 def queries_per_day(period, scope):
@@ -1205,6 +1171,7 @@ ROW_BANDS = [
 ]
 
 
+@memoized
 def rows_returned(period, scope):
     """[{band, queries, share}] of result sizes, every band listed."""
     found = queries(period, scope).aggregate(
