@@ -698,6 +698,30 @@ def test_query_counts_do_not_grow_with_rows(
         b"".join(response.streaming_content)
 
 
+# Each table of the code page exported alone: the filter bar's choices (2),
+# then that table's own queries and nothing else.
+CODE_EXPORT_QUERIES = {
+    "error_types": 1,
+    "agents": 2,  # the failures by agent, the failed executions counted
+    "per_chat": 1,
+    "models": 1,
+    "busiest_chats": 1,
+    "slowest": 1,
+    "most_retried": 1,
+}
+
+
+def test_an_export_computes_only_its_table(
+    client, manager, data, fixed_today, django_assert_num_queries
+):
+    client.force_login(manager)
+    for name, queries in CODE_EXPORT_QUERIES.items():
+        with django_assert_num_queries(ADMIN_REQUEST + 2 + queries):
+            response = client.get(CODE, {"period": "30d", "export": name})
+            assert response.status_code == 200, name
+            b"".join(response.streaming_content)
+
+
 # -- access -------------------------------------------------------------------------------
 
 

@@ -2,7 +2,9 @@
 and the one CSV writer every export uses."""
 
 import csv
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.http import StreamingHttpResponse
 
@@ -40,9 +42,25 @@ class Table:
         ]
 
 
+# OWASP, "CSV Injection": a spreadsheet reads a cell starting with one of
+# these as a formula (or, for tab and carriage return, strips them and reads
+# what follows); a leading single quote makes it text. A plain number
+# (-3.5, +7, 1e-3) is left as it is.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def csv_cell(value):
-    """One value as a CSV cell: None empty."""
-    return "" if value is None else value
+    """One value as a CSV cell: None empty, numbers as they are, any other
+    text that a spreadsheet would run as a formula quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float | Decimal):
+        return value
+    text = str(value)
+    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 class _Echo:
@@ -51,7 +69,8 @@ class _Echo:
 
 
 def csv_response(table, filename):
-    """Stream a table as CSV: raw values, one header row."""
+    """Stream a table as CSV: raw values, one header row, every cell through
+    ``csv_cell``."""
     writer = csv.writer(_Echo())
 
     def lines():
