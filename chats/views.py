@@ -108,13 +108,18 @@ def feedback_queue(request):
 def message_search(request):
     query = request.GET.get("q", "").strip()
     page = min(max(_int(request.GET.get("page")) or 1, 1), SEARCH_MAX_PAGE)
-    found = search.search_messages(
-        query, limit=SEARCH_PAGE_SIZE + 1, offset=(page - 1) * SEARCH_PAGE_SIZE
-    )
+    try:
+        found = search.search_messages(
+            query, limit=SEARCH_PAGE_SIZE + 1, offset=(page - 1) * SEARCH_PAGE_SIZE
+        )
+        error = None
+    except search.SearchError as refused:
+        found, error = [], str(refused)
     context = {
         **admin.site.each_context(request),
         "title": "Search messages",
-        "q": query,
+        "q": query.replace("\x00", ""),
+        "error": error,
         "page": page,
         "has_next": len(found) > SEARCH_PAGE_SIZE,
         "results": [(m, snippet, transcript_url(m)) for m, snippet in found[:SEARCH_PAGE_SIZE]],

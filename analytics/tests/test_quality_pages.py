@@ -26,7 +26,13 @@ from core.tests import factories as f
 from usage.metrics import Period, Scope
 from usage.templatetags.figures import change, figure
 from usage.tests.conftest import TODAY
-from usage.tests.test_dashboards import chart_of, figures_of, tables_of
+from usage.tests.test_dashboards import (
+    OUT_OF_RANGE,
+    OUT_OF_RANGE_MESSAGE,
+    chart_of,
+    figures_of,
+    tables_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -359,6 +365,17 @@ def test_bad_filter_shows_an_error_not_a_500(as_manager, world, query, message):
         assert '<ul class="errorlist">' in page, url
         assert message in html.unescape(page), url
         assert "14 Feb 2024 – 14 Mar 2024 (30 days)" in page, url
+
+
+@pytest.mark.parametrize(("start", "end"), OUT_OF_RANGE)
+def test_custom_periods_out_of_range_are_a_form_error(as_manager, world, start, end):  # noqa: F811
+    query = {"period": "custom", "start": start, "end": end}
+    for url in PAGES:
+        page = get_page(as_manager, url, **query)
+        assert OUT_OF_RANGE_MESSAGE in html.unescape(page), url
+        assert "14 Feb 2024 – 14 Mar 2024 (30 days)" in page, url
+    for url, names in TABLES.items():
+        assert as_manager.get(url, {**query, "export": names[0]}).status_code == 200, url
 
 
 def test_days_are_cut_in_the_zone_shown(as_manager, world, settings):  # noqa: F811

@@ -28,7 +28,12 @@ from reports.models import DeepAnalysisReport
 from usage.metrics import Period, Scope
 from usage.templatetags.figures import change, figure
 from usage.tests.conftest import TODAY, fixed_today, manager, staff, utc  # noqa: F401
-from usage.tests.test_dashboards import figures_of, tables_of
+from usage.tests.test_dashboards import (
+    OUT_OF_RANGE,
+    OUT_OF_RANGE_MESSAGE,
+    figures_of,
+    tables_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -622,6 +627,14 @@ def test_a_report_without_parts_says_so(as_manager, library):
 
 def test_unknown_report_is_404(as_manager):
     assert as_manager.get(reverse("reports:detail", args=[999_999])).status_code == 404
+
+
+@pytest.mark.parametrize(("start", "end"), OUT_OF_RANGE)
+def test_custom_periods_out_of_range_are_a_form_error(as_manager, start, end):
+    query = {"period": "custom", "start": start, "end": end}
+    page = get_page(as_manager, LIST, **query)
+    assert OUT_OF_RANGE_MESSAGE in html.unescape(page)
+    assert as_manager.get(LIST, {**query, "export": "reports"}).status_code == 200
 
 
 # -- query counts ---------------------------------------------------------------------
