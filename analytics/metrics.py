@@ -8,8 +8,8 @@ views only call these functions. Figures are aggregated in the database.
 These figures read chats' and core's tables (code executions, feedback,
 messages, chats, app users, sessions) and usage.QueryAnalytics; the "usage by
 source and organisation" tables read the ledger's roll-ups through
-``usage.metrics.reader``. A Scope field that a table cannot answer is not
-applied (``Fields`` below says which apply where):
+``usage.metrics.current_reader()``. A Scope field that a table cannot answer is not
+applied (``Fields`` below, and chats' QuerySets, say which apply where):
 
 - code executions: the chat's app user and organisation, the execution's
   source, model and provider;
@@ -60,7 +60,16 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from chats.models import Chat, CodeExecution, Message, MessageFeedback
+from chats.models import (
+    Chat,
+    ChatQuerySet,
+    CodeExecution,
+    CodeExecutionQuerySet,
+    Message,
+    MessageFeedback,
+    MessageFeedbackQuerySet,
+    MessageQuerySet,
+)
 from core.models import AppUser, Organization, Source, UserSession
 from core.pages.figures import headline, ratio
 from core.pages.memo import memoized
@@ -77,18 +86,13 @@ P95 = 0.95
 # -- which Scope fields apply to which table ----------------------------------
 
 
-EXECUTION = Fields(
-    "chat__user_id", "chat__organization_id", model="model_name", provider="model_provider"
-)
-FEEDBACK = Fields(
-    "message__chat__user_id",
-    "message__chat__organization_id",
-    model="model_name",
-    provider="model_provider",
-)
-MESSAGE = Fields("chat__user_id", "chat__organization_id", model="model_name")
-CHAT_MESSAGE = Fields("chat__user_id", "chat__organization_id")
-CHAT = Fields("user_id", "organization_id")
+# Chats' tables say it on their QuerySets (chats.models: ``scope_fields``);
+# the others here.
+EXECUTION = CodeExecutionQuerySet.scope_fields
+FEEDBACK = MessageFeedbackQuerySet.scope_fields
+MESSAGE = MessageQuerySet.scope_fields
+CHAT_MESSAGE = MessageQuerySet.chat_fields
+CHAT = ChatQuerySet.scope_fields
 APP_USER = Fields("id", "organization_id")
 SESSION = Fields("user_id", "user__organization_id")
 QUERY = Fields(
@@ -203,7 +207,7 @@ RUN_TIME = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=Dur
 
 def executions(period, scope):
     """Code executions created in the period, in scope."""
-    return scoped(CodeExecution.objects.filter(in_period(period)), scope, EXECUTION).order_by()
+    return CodeExecution.objects.in_period(period).scoped(scope).order_by()
 
 
 def _execution_counts():
@@ -545,9 +549,7 @@ LOW_RATING = 2  # 1–2 ★ is a low rating
 
 def feedback(period, scope):
     """Ratings given in the period (feedback without a rating left out)."""
-    return scoped(
-        MessageFeedback.objects.filter(in_period(period), rating__isnull=False), scope, FEEDBACK
-    ).order_by()
+    return MessageFeedback.objects.rated().in_period(period).scoped(scope).order_by()
 
 
 def _rating_counts():
@@ -559,9 +561,7 @@ def _rating_counts():
 
 
 def assistant_messages(period, scope, fields=MESSAGE):
-    return scoped(
-        Message.objects.filter(in_period(period), role=Message.Role.ASSISTANT), scope, fields
-    ).order_by()
+    return Message.objects.assistant().in_period(period).scoped(scope, fields).order_by()
 
 
 def feedback_totals(period, scope):
@@ -773,9 +773,7 @@ def mistakes_by_model(period, scope):
 
 
 def user_messages(period, scope):
-    return scoped(
-        Message.objects.filter(in_period(period), role=Message.Role.USER), scope, CHAT_MESSAGE
-    ).order_by()
+    return Message.objects.from_users().in_period(period).scoped(scope, CHAT_MESSAGE).order_by()
 
 
 def _active_users():
@@ -783,11 +781,11 @@ def _active_users():
 
 
 def chats(period, scope):
-    return scoped(Chat.objects.filter(in_period(period)), scope, CHAT).order_by()
+    return Chat.objects.in_period(period).scoped(scope).order_by()
 
 
 def messages(period, scope):
-    return scoped(Message.objects.filter(in_period(period)), scope, CHAT_MESSAGE).order_by()
+    return Message.objects.in_period(period).scoped(scope, CHAT_MESSAGE).order_by()
 
 
 def new_users(period, scope):
@@ -952,9 +950,12 @@ def cohorts(period, scope):
         .annotate(n=Count("id"))
         .values_list("cohort", "n")
     )
-    active = Message.objects.filter(
-        in_period(span), role=Message.Role.USER, chat__user__in=members.values("id")
-    ).order_by()
+    active = (
+        Message.objects.from_users()
+        .in_period(span)
+        .filter(chat__user__in=members.values("id"))
+        .order_by()
+    )
     cells = {
         (cohort, week): n
         for cohort, week, n in active.annotate(
@@ -981,7 +982,7 @@ def _usage_by(period, scope, key):
     usage_scope = Scope(
         organization_id=scope.organization_id, user_id=scope.user_id, source_id=scope.source_id
     )
-    reader = usage_metrics.reader
+    reader = usage_metrics.current_reader()
     return {
         value: (requests, tokens)
         for value, requests, tokens in reader.usage(period, usage_scope, key)
