@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "chats",
     "usage",
     "reports",
+    "analytics",  # no models: the quality, activity and text-to-SQL pages
     # no models: the importers, the ingest API and the demo data (on top of the four)
     "ingest",
 ]

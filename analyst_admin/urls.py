@@ -15,7 +15,7 @@ urlpatterns = [
     path("admin/dashboards/", include("usage.urls")),
     path("admin/review/queues/", include("chats.review_urls")),
     path("admin/review/", include("chats.urls")),
-    path("admin/quality/", include("usage.quality_urls")),
+    path("admin/quality/", include("analytics.urls")),
     path("admin/reports/", include("reports.urls")),
     path("admin/", admin.site.urls),
     # the ingest API; its interactive docs are for logged-in staff

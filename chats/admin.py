@@ -7,8 +7,6 @@ Staff view all of it and may set a message's mistake flag and note.
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connections
 from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
@@ -39,28 +37,20 @@ def _excerpt(text, chars=120):
     return Truncator(text or "").chars(chars)
 
 
-def search_message_text(queryset, field, term):
-    """Rows whose message text (``field``) matches ``term``.
-
-    PostgreSQL: full-text search (websearch syntax) on the expression that
-    the GIN index chats_msg_content_fts holds; elsewhere a substring match.
-    """
-    if connections[queryset.db].vendor == "postgresql":
-        query = SearchQuery(term, config=search.CONFIG, search_type="websearch")
-        vector = SearchVector(field, config=search.CONFIG)
-        return queryset.alias(message_document=vector).filter(message_document=query)
-    return queryset.filter(**{f"{field}__icontains": term})
-
-
 class MessageTextSearchMixin:
-    """Admin search on message text through ``search_message_text``."""
+    """Admin search on message text through chats.search.matching, the
+    search page's own; text it refuses shows its reason and no rows."""
 
     message_text_field = "content"
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
             return queryset, False
-        return search_message_text(queryset, self.message_text_field, search_term), False
+        try:
+            return search.matching(queryset, search_term, self.message_text_field), False
+        except search.SearchError as error:
+            messages.error(request, str(error))
+            return queryset.none(), False
 
 
 class HasMistakeFilter(admin.SimpleListFilter):

@@ -5,6 +5,52 @@ from django.db import models
 from django.utils import timezone
 
 from core.models import AppUser, Imported, Organization
+from core.pages.period import Fields, PeriodQuerySet
+
+# -- the query vocabulary of chats' tables ----------------------------------------
+#
+# ``in_period(period)`` (rows created in a page's period) and ``scoped(scope)``
+# (the scope's fields where this table has them, ``scope_fields``) come from
+# core.pages.period.PeriodQuerySet: ``Message.objects.assistant().in_period(p).scoped(s)``.
+
+
+class ChatQuerySet(PeriodQuerySet):
+    scope_fields = Fields("user_id", "organization_id")
+
+
+class MessageQuerySet(PeriodQuerySet):
+    # No provider is stored on a message.
+    scope_fields = Fields("chat__user_id", "chat__organization_id", model="model_name")
+    # The chat's app user and organisation only (activity: a message's model
+    # says nothing about who was active).
+    chat_fields = Fields("chat__user_id", "chat__organization_id")
+
+    def assistant(self):
+        return self.filter(role=Message.Role.ASSISTANT)
+
+    def from_users(self):
+        """Messages app users wrote (role "user")."""
+        return self.filter(role=Message.Role.USER)
+
+
+class MessageFeedbackQuerySet(PeriodQuerySet):
+    # Anchored on when the feedback was given.
+    scope_fields = Fields(
+        "message__chat__user_id",
+        "message__chat__organization_id",
+        model="model_name",
+        provider="model_provider",
+    )
+
+    def rated(self):
+        """Feedback with a rating (feedback without one says nothing)."""
+        return self.filter(rating__isnull=False)
+
+
+class CodeExecutionQuerySet(PeriodQuerySet):
+    scope_fields = Fields(
+        "chat__user_id", "chat__organization_id", model="model_name", provider="model_provider"
+    )
 
 
 class Chat(Imported):
@@ -29,6 +75,8 @@ class Chat(Imported):
     message_count = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ChatQuerySet.as_manager()
 
     class Meta(Imported.Meta):
         ordering = ["-created_at"]
@@ -98,6 +146,8 @@ class Message(Imported):
     )
     mistake_flagged_at = models.DateTimeField(null=True, blank=True)
 
+    objects = MessageQuerySet.as_manager()
+
     class Meta(Imported.Meta):
         ordering = ["created_at", "id"]
         permissions = [("flag_mistake", "Can flag assistant messages as mistakes")]
@@ -149,6 +199,8 @@ class MessageFeedback(Imported):
     max_tokens = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageFeedbackQuerySet.as_manager()
 
     class Meta(Imported.Meta):
         verbose_name = "message feedback"
@@ -202,6 +254,8 @@ class CodeExecution(Imported):
     error_messages = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CodeExecutionQuerySet.as_manager()
 
     class Meta(Imported.Meta):
         ordering = ["-created_at"]

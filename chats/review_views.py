@@ -21,10 +21,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
+from core.pages.views import admin_page
+
 from . import queues, transcript
 from .models import Message, MistakeCategory, Review, ReviewItem, ReviewQueue
 from .rendering import render_many
-from .views import _int, staff_page, transcript_url
+from .views import _int, transcript_url
 
 REVIEW = "chats.review_items"
 RESULTS = "chats.view_review_results"
@@ -38,7 +40,7 @@ def _context(request, title, **extra):
     return {**admin.site.each_context(request), "title": title, **extra}
 
 
-@staff_page(REVIEW)
+@admin_page(REVIEW)
 def queue_list(request):
     rows = list(ReviewQueue.objects.filter(is_active=True).order_by("name"))
     counts = queues.queue_counts(rows)
@@ -51,7 +53,7 @@ def queue_list(request):
     return render(request, "chats/review_queues.html", context)
 
 
-@staff_page(REVIEW)
+@admin_page(REVIEW)
 def queue_detail(request, pk):
     queue = get_object_or_404(ReviewQueue, pk=pk)
     status = request.GET.get("status", "")
@@ -100,7 +102,7 @@ def _go_next(request, queue, after=None):
 
 
 @require_POST
-@staff_page(REVIEW)
+@admin_page(REVIEW)
 def start(request, pk):
     queue = get_object_or_404(ReviewQueue, pk=pk)
     return _go_next(request, queue)
@@ -113,7 +115,7 @@ def _focus(rows, message_id):
     return None
 
 
-@staff_page(REVIEW)
+@admin_page(REVIEW)
 def review_item(request, pk):
     item = get_object_or_404(
         ReviewItem.objects.select_related("queue", "message", "settled_by").prefetch_related(
@@ -205,7 +207,7 @@ def _post_review(request, item):
 
 
 @require_POST
-@staff_page(SETTLE)
+@admin_page(SETTLE)
 def settle(request, pk):
     item = get_object_or_404(ReviewItem, pk=pk)
     verdict = request.POST.get("verdict", "")
@@ -216,7 +218,7 @@ def settle(request, pk):
     return redirect("queues:disagreements")
 
 
-@staff_page(RESULTS)
+@admin_page(RESULTS)
 def disagreement_list(request):
     rows = list(
         queues.disagreements().prefetch_related(
@@ -233,7 +235,7 @@ def disagreement_list(request):
     return render(request, "chats/review_disagreements.html", context)
 
 
-@staff_page(RESULTS)
+@admin_page(RESULTS)
 def results(request):
     rows = list(ReviewQueue.objects.order_by("name"))
     context = _context(
@@ -371,7 +373,7 @@ def _stamp():
     return timezone.localtime().strftime("%Y%m%d-%H%M")
 
 
-@staff_page(RESULTS)
+@admin_page(RESULTS)
 def export_csv(request):
     writer = csv.writer(_Echo())
 
@@ -386,7 +388,7 @@ def export_csv(request):
     return response
 
 
-@staff_page(RESULTS)
+@admin_page(RESULTS)
 def export_jsonl(request):
     def lines():
         for row in export_rows(request.GET):

@@ -10,7 +10,7 @@ would otherwise drop what looks like tags).
 """
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank, SearchVector
-from django.db import connection
+from django.db import connections
 from django.db.models import F, Value
 from django.db.models.functions import Replace
 from django.utils.html import escape
@@ -69,13 +69,43 @@ def _snippet_around(content, query):
     return _mark(text)
 
 
+class SearchError(ValueError):
+    """Search text that cannot be searched for; the message says why."""
+
+
+def clean(term):
+    """The search text stripped; SearchError for text no database can take
+    (PostgreSQL refuses a NUL character in any text value)."""
+    term = (term or "").strip()
+    if "\x00" in term:
+        raise SearchError("The search text may not contain a NUL character (\\0).")
+    return term
+
+
+def matching(queryset, term, field="content"):
+    """The rows of ``queryset`` whose message text (``field``) matches
+    ``term``: the one message-text search of the search page and the admin.
+
+    PostgreSQL: full-text search (websearch syntax) on the expression that
+    the GIN index chats_msg_content_fts holds; elsewhere a case-insensitive
+    substring match. SearchError for a term ``clean`` refuses.
+    """
+    term = clean(term)
+    if connections[queryset.db].vendor == "postgresql":
+        query = SearchQuery(term, config=CONFIG, search_type="websearch")
+        vector = SearchVector(field, config=CONFIG)
+        return queryset.alias(message_document=vector).filter(message_document=query)
+    return queryset.filter(**{f"{field}__icontains": term})
+
+
 def search_messages(query, limit=50, offset=0):
-    """[(message, snippet)] best first; message has chat joined."""
-    query = (query or "").strip()
+    """[(message, snippet)] best first; message has chat joined. SearchError
+    for a query ``clean`` refuses."""
+    query = clean(query)
     if not query:
         return []
     base = Message.objects.select_related("chat", "chat__user")
-    if connection.vendor == "postgresql":
+    if connections[base.db].vendor == "postgresql":
         search = SearchQuery(query, config=CONFIG, search_type="websearch")
         vector = SearchVector("content", config=CONFIG)
         # Rank only the newest RANKED_MATCHES matches: ts_rank recomputes each
@@ -84,8 +114,7 @@ def search_messages(query, limit=50, offset=0):
         # The planner finds rare words through the GIN index, common ones by
         # walking the created_at index until it has enough.
         newest = (
-            Message.objects.annotate(document=vector)
-            .filter(document=search)
+            matching(Message.objects.all(), query)
             .order_by("-created_at")
             .values("pk")[:RANKED_MATCHES]
         )
@@ -106,5 +135,5 @@ def search_messages(query, limit=50, offset=0):
             .order_by("-rank", "-created_at")
         )
         return [(m, _mark_escaped(m.snippet)) for m in rows[offset : offset + limit]]
-    rows = base.filter(content__icontains=query).order_by("-created_at")
+    rows = matching(base, query).order_by("-created_at")
     return [(m, _snippet_around(m.content, query)) for m in rows[offset : offset + limit]]

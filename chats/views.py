@@ -2,10 +2,7 @@
 a chat as a conversation, the feedback queue, the mistake flag, search.
 """
 
-from functools import wraps
-
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core import audit
+from core.pages.views import admin_page
 
 from . import search, transcript
 from .filters import FeedbackQueueFilter
@@ -23,21 +21,6 @@ QUEUE_PAGE_SIZE = 50
 SEARCH_PAGE_SIZE = 50
 # Deeper pages help no reader, and a huge ?page= would overflow OFFSET (a 500).
 SEARCH_MAX_PAGE = 10_000
-
-
-def staff_page(permission):
-    """Admin login, then ``permission`` (403 without it)."""
-
-    def decorate(view):
-        @wraps(view)
-        def checked(request, *args, **kwargs):
-            if not request.user.has_perm(permission):
-                raise PermissionDenied
-            return view(request, *args, **kwargs)
-
-        return admin.site.admin_view(checked)
-
-    return decorate
 
 
 def transcript_url(message):
@@ -52,7 +35,7 @@ def _int(value):
         return None
 
 
-@staff_page("chats.view_chat")
+@admin_page("chats.view_chat")
 def chat_transcript(request, pk):
     try:
         chat = transcript.get_chat(pk)
@@ -77,7 +60,7 @@ def chat_transcript(request, pk):
 
 
 @require_POST
-@staff_page("chats.flag_mistake")
+@admin_page("chats.flag_mistake")
 def flag_mistake(request, pk):
     message = get_object_or_404(Message, pk=pk)
     if message.role != Message.Role.ASSISTANT:
@@ -103,7 +86,7 @@ def flag_mistake(request, pk):
     return redirect(transcript_url(message))
 
 
-@staff_page("chats.view_messagefeedback")
+@admin_page("chats.view_messagefeedback")
 def feedback_queue(request):
     filters = FeedbackQueueFilter.queue(request.GET)
     paginator = Paginator(filters.qs, QUEUE_PAGE_SIZE)
@@ -121,17 +104,22 @@ def feedback_queue(request):
     return render(request, "chats/feedback_queue.html", context)
 
 
-@staff_page("chats.view_message")
+@admin_page("chats.view_message")
 def message_search(request):
     query = request.GET.get("q", "").strip()
     page = min(max(_int(request.GET.get("page")) or 1, 1), SEARCH_MAX_PAGE)
-    found = search.search_messages(
-        query, limit=SEARCH_PAGE_SIZE + 1, offset=(page - 1) * SEARCH_PAGE_SIZE
-    )
+    try:
+        found = search.search_messages(
+            query, limit=SEARCH_PAGE_SIZE + 1, offset=(page - 1) * SEARCH_PAGE_SIZE
+        )
+        error = None
+    except search.SearchError as refused:
+        found, error = [], str(refused)
     context = {
         **admin.site.each_context(request),
         "title": "Search messages",
-        "q": query,
+        "q": query.replace("\x00", ""),
+        "error": error,
         "page": page,
         "has_next": len(found) > SEARCH_PAGE_SIZE,
         "results": [(m, snippet, transcript_url(m)) for m, snippet in found[:SEARCH_PAGE_SIZE]],

@@ -1,14 +1,14 @@
-"""The report list's filter bar: the cost pages' period presets and scope
-(kept in the URL), and the report's status."""
+"""The report list's filter bar: the page kit's period presets and scope
+(kept in the URL, as on the cost pages), and the report's status."""
 
 import django_filters
 
-from usage.quality_filters import QualityFilter
+from usage.filters import UsageFilter
 
 from .models import DeepAnalysisReport
 
 
-class ReportFilter(QualityFilter):
+class ReportFilter(UsageFilter):
     # A report has an app user (and through it an organisation) and a
     # status; no model or provider.
     omit = ("model", "provider", "source")

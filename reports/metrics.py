@@ -1,5 +1,5 @@
 """What the deep-analysis report pages show: the list's figures and rows
-(aggregated in the database, for a usage.metrics Period and Scope), and a
+(aggregated in the database, for a page kit's Period and Scope), and a
 report's parts read from its stored text and JSON.
 
 A report's organisation is its app user's. There is no foreign key from a
@@ -15,8 +15,8 @@ from django.utils.safestring import mark_safe
 
 from chats.rendering import render_markdown, sanitise
 from chats.transcript import pretty
-from usage.metrics import Figure
-from usage.quality import Fields, in_period, ratio, scoped
+from core.pages.figures import headline, ratio
+from core.pages.period import Fields, in_period, scoped
 
 from .models import AnalysisResult, DeepAnalysisReport
 
@@ -62,9 +62,7 @@ REPORT_HEADLINE = [
 
 
 def report_headline(period, scope, status=None):
-    now = report_totals(period, scope, status)
-    before = report_totals(period.previous(), scope, status)
-    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in REPORT_HEADLINE]
+    return headline(report_totals, period, scope, REPORT_HEADLINE, status=status)
 
 
 def report_list(period, scope, status=None):

@@ -2,20 +2,17 @@
 admin's frame: a filtered list (figures, a table exportable as CSV as on the
 cost pages) and one report as a reader sees it.
 
-Thin views: read the filter bar, call reports.metrics, render or export
-(usage.views.render_or_export). Both need ``reports.view_deepanalysisreport``; the
+Thin views (core.pages.views): parse the filter bar, call reports.metrics,
+render or export. Both need ``reports.view_deepanalysisreport``; the
 analysis results beside a report also ``reports.view_analysisresult``.
 """
 
 from django.contrib import admin
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
-from chats.views import staff_page
-from usage.quality_views import EXPORT_LIMIT, PAGE_SIZE, pager_query
-from usage.tables import Column, Table
-from usage.views import render_or_export
+from core.pages.tables import Column, Table
+from core.pages.views import Page, admin_page, render_page
 
 from . import metrics
 from .filters import ReportFilter
@@ -36,38 +33,45 @@ REPORT_COLUMNS = [
 ]
 
 
-@staff_page(VIEW_PERMISSION)
+def report_url(row):
+    return reverse("reports:detail", args=[row["pk"]])
+
+
+def reports_table(view):
+    """The reports of the filter, newest first: a page of them, or exported
+    the first EXPORT_LIMIT."""
+    found = metrics.report_list(view.period, view.scope, view.options["status"])
+    return Table(
+        "reports",
+        "Reports",
+        REPORT_COLUMNS,
+        metrics.report_rows(view.rows_of(found)),
+        link=report_url,
+        link_keeps_query=False,
+        note="Newest first. Duration as the application stored it, else end − start.",
+    )
+
+
+def list_figures(view):
+    return {"figures": metrics.report_headline(view.period, view.scope, view.options["status"])}
+
+
+REPORTS = Page(
+    "reports/list.html",
+    "Deep-analysis reports",
+    "reports",
+    {"reports": reports_table},
+    list_figures,
+)
+
+
+@admin_page(VIEW_PERMISSION)
 def report_list(request):
     filters = ReportFilter(request.GET)
-    period, scope, errors = filters.resolve()
-    status = filters.status_value()
-    found = metrics.report_list(period, scope, status)
-    exporting = bool(request.GET.get("export"))
-    page = None if exporting else Paginator(found, PAGE_SIZE).get_page(request.GET.get("page"))
-    tables = {
-        "reports": lambda: Table(
-            "reports",
-            "Reports",
-            REPORT_COLUMNS,
-            metrics.report_rows(found[:EXPORT_LIMIT] if exporting else page.object_list),
-            link=lambda row: reverse("reports:detail", args=[row["pk"]]),
-            link_keeps_query=False,
-            note="Newest first. Duration as the application stored it, else end − start.",
-        )
-    }
-    context = {
-        "title": "Deep-analysis reports",
-        "filters": filters,
-        "errors": errors,
-        "period": period,
-        "figures": metrics.report_headline(period, scope, status),
-        "page_obj": page,
-        "pager_query": pager_query(request),
-    }
-    return render_or_export(request, "reports/list.html", tables, context, "reports")
+    return render_page(request, REPORTS, filters, status=filters.status_value())
 
 
-@staff_page(VIEW_PERMISSION)
+@admin_page(VIEW_PERMISSION)
 def report_detail(request, pk):
     report = get_object_or_404(
         DeepAnalysisReport.objects.select_related("user__organization", "source"), pk=pk

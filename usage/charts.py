@@ -1,22 +1,11 @@
-"""Plotly figure specifications (plain dicts) for the usage charts.
+"""The usage pages' charts and figures: plotly figure specifications (plain
+dicts, core.pages.charts) of usage.metrics' series, and each page's context."""
 
-Built as data and drawn by plotly.js in the browser; no Python plotly
-objects on the request path. Axis titles are ``{"text": …}``: plotly.js 3+
-ignores the old string form.
-"""
+from core.pages.charts import LAYOUT, layout
 
-LAYOUT = {
-    "margin": {"l": 56, "r": 16, "t": 16, "b": 40},
-    "height": 320,
-    "legend": {"orientation": "h", "y": -0.2},
-    "paper_bgcolor": "rgba(0,0,0,0)",
-    "plot_bgcolor": "rgba(0,0,0,0)",
-    "font": {"size": 12},
-}
+from . import metrics
 
-
-def _layout(**extra):
-    return {**LAYOUT, **extra}
+__all__ = ["LAYOUT", "stacked_cost_by_model", "tokens_in_out", "bars", "cost_line"]
 
 
 def stacked_cost_by_model(series, days):
@@ -31,7 +20,7 @@ def stacked_cost_by_model(series, days):
     ]
     return {
         "data": traces,
-        "layout": _layout(barmode="stack", yaxis={"title": {"text": "USD"}, "tickprefix": "$"}),
+        "layout": layout(barmode="stack", yaxis={"title": {"text": "USD"}, "tickprefix": "$"}),
     }
 
 
@@ -55,12 +44,12 @@ def tokens_in_out(series):
                 "y": [c for _, _, c in series],
             },
         ],
-        "layout": _layout(yaxis={"title": {"text": "tokens"}}),
+        "layout": layout(yaxis={"title": {"text": "tokens"}}),
     }
 
 
 def bars(labels, values, title="USD"):
-    """A horizontal bar per label."""
+    """A horizontal bar per label (money)."""
     return {
         "data": [
             {
@@ -70,7 +59,7 @@ def bars(labels, values, title="USD"):
                 "x": [float(v or 0) for v in values],
             }
         ],
-        "layout": _layout(
+        "layout": layout(
             yaxis={"autorange": "reversed", "automargin": True},
             xaxis={"title": {"text": title}, "tickprefix": "$"},
         ),
@@ -88,5 +77,37 @@ def cost_line(series):
                 "y": [float(cost) for _, cost in series],
             }
         ],
-        "layout": _layout(yaxis={"title": {"text": "USD"}, "tickprefix": "$"}, showlegend=False),
+        "layout": layout(yaxis={"title": {"text": "USD"}, "tickprefix": "$"}, showlegend=False),
+    }
+
+
+# -- each page's figures and charts (core.pages.views.Page.context) -----------
+
+
+def overview(view):
+    period, scope = view.period, view.scope
+    providers = metrics.cost_by_provider(period, scope)
+    return {
+        "figures": metrics.headline(period, scope),
+        "charts": {
+            "cost_by_model": stacked_cost_by_model(
+                metrics.cost_per_day_by_model(period, scope), period.each_day()
+            ),
+            "tokens": tokens_in_out(metrics.tokens_per_day(period, scope)),
+            "providers": bars([p for p, _ in providers], [c for _, c in providers]),
+        },
+    }
+
+
+def subject(view):
+    """One app user's or organisation's page (options: subject, kind, scope_field)."""
+    period, scope = view.period, view.scope
+    subject, field = view.options["subject"], view.options["scope_field"]
+    return {
+        "subject": subject,
+        "kind": view.options["kind"],
+        "figures": metrics.headline(period, scope),
+        "charts": {"cost": cost_line(metrics.cost_per_day(period, scope))},
+        "chats": metrics.latest_chats(field, subject.pk),
+        "feedback": metrics.latest_feedback(field, subject.pk),
     }

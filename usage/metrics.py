@@ -8,20 +8,22 @@ settings.TIME_ZONE, the zone the roll-ups are cut in.
 """
 
 import calendar
-import functools
 import math
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Case, Count, DecimalField, F, Q, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from chats.models import CodeExecution, Message, MessageFeedback
+from chats.models import Chat, CodeExecution, Message, MessageFeedback
 from core.models import AppUser, Organization
+from core.pages.figures import Figure
+from core.pages.memo import memoized as page_memoized
+from core.pages.period import Period, Scope
 
 from .models import (
     LATENCY_BUCKETS_MS,
@@ -33,84 +35,6 @@ from .models import (
 from .rollups import LEDGER_AGGREGATES, ROLLUPS, SUMMED, bucket_expression
 
 THOUSAND = Decimal(1000)
-
-
-# -- the period and scope every figure is computed for ----------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """Local days ``start`` to ``end``, both included."""
-
-    start: date
-    end: date
-
-    PRESETS = {
-        "today": "Today",
-        "7d": "Last 7 days",
-        "30d": "Last 30 days",
-        "90d": "Last 90 days",
-        "mtd": "Month to date",
-        "custom": "Custom range",
-    }
-
-    @classmethod
-    def preset(cls, name, today=None):
-        today = today or timezone.localdate()
-        if name == "today":
-            return cls(today, today)
-        if name == "mtd":
-            return cls(today.replace(day=1), today)
-        days = {"7d": 7, "30d": 30, "90d": 90}[name]
-        return cls(today - timedelta(days=days - 1), today)
-
-    @property
-    def days(self):
-        return (self.end - self.start).days + 1
-
-    def previous(self):
-        """The period of the same length just before this one."""
-        return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
-
-    def each_day(self):
-        return [self.start + timedelta(days=n) for n in range(self.days)]
-
-    def local_bounds(self):
-        """Aware datetimes [start, end) of the period in the current zone."""
-        zone = timezone.get_current_timezone()
-        start = timezone.make_aware(
-            timezone.datetime.combine(self.start, timezone.datetime.min.time()), zone
-        )
-        end = timezone.make_aware(
-            timezone.datetime.combine(self.end + timedelta(days=1), timezone.datetime.min.time()),
-            zone,
-        )
-        return start, end
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which slice of the ledger: any of organisation, app user, model,
-    provider and source (None = all)."""
-
-    organization_id: int | None = None
-    user_id: int | None = None
-    model_name: str | None = None
-    provider: str | None = None
-    source_id: int | None = None
-
-    def lookups(self):
-        return {
-            name: value
-            for name, value in (
-                ("organization_id", self.organization_id),
-                ("user_id", self.user_id),
-                ("model_name", self.model_name),
-                ("provider", self.provider),
-                ("source_id", self.source_id),
-            )
-            if value not in (None, "")
-        }
 
 
 # -- where figures come from ---------------------------------------------------
@@ -270,47 +194,38 @@ class LedgerReader:
         return Coalesce(aggregate, zero)
 
 
-reader = RollupReader()
+# The reader figures are computed from: the roll-ups, or within
+# ``reading_from`` another (LedgerReader). A ContextVar, so that one thread's
+# or task's comparison never changes what another request reads.
+ROLLUP_READER = RollupReader()
+_reader = ContextVar("usage_metrics_reader", default=None)
 
 
-_memo = ContextVar("usage_metrics_memo", default=None)
+def current_reader():
+    """The reader in force (the roll-ups' unless within ``reading_from``)."""
+    return _reader.get() or ROLLUP_READER
 
 
-@contextmanager
-def memo():
-    """Within the block, a figure asked for again with the same arguments
-    (and reader) is computed once: one page shows some figures twice. The
-    dashboard views run in one."""
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
+def __getattr__(name):
+    # ``metrics.reader``: the reader in force, as before it was a ContextVar.
+    if name == "reader":
+        return current_reader()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def memoized(function):
-    @functools.wraps(function)
-    def wrapper(*args):
-        cache = _memo.get()
-        if cache is None:
-            return function(*args)
-        key = (function.__name__, reader, *args)
-        if key not in cache:
-            cache[key] = function(*args)
-        return cache[key]
-
-    return wrapper
+    """Memoized within a page's request (core.pages.memo), per reader."""
+    return page_memoized(function, key=lambda: (current_reader(),))
 
 
 @contextmanager
 def reading_from(source):
     """Compute figures from another reader within the block (LedgerReader)."""
-    global reader
-    previous, reader = reader, source
+    token = _reader.set(source)
     try:
         yield
     finally:
-        reader = previous
+        _reader.reset(token)
 
 
 # -- latency percentiles from the histogram ---------------------------------
@@ -346,9 +261,11 @@ def percentile_from_histogram(counts, q):
 
 def _histograms(period, scope, *group_by):
     """{group key: {bucket: requests}} from DailyLatency."""
+    reader = current_reader()
     result = {}
     rows = (
-        reader.latency(period, scope)
+        current_reader()
+        .latency(period, scope)
         .values(*group_by, "bucket")
         .annotate(n=reader.total("requests"))
         .values_list(*group_by, "bucket", "n")
@@ -365,6 +282,7 @@ def sums():
     """Every summed column as ``<name>_total``, aggregated as the current
     reader reads it (suffixed: the ledger's counts filter on columns such as
     ``cost`` that the sums would otherwise shadow)."""
+    reader = current_reader()
     return {f"{name}_total": reader.total(name) for name in SUMMED}
 
 
@@ -394,30 +312,13 @@ def totals(period, scope, rank_users=False):
     """The overview's headline figures for one period. ``rank_users``: count
     the active app users with the query that ranks the top ones (which the
     page shows too), instead of a count alone."""
+    reader = current_reader()
     row = _derive(unsuffixed(reader.usage(period, scope).aggregate(**sums())))
     row["active_users"] = (
         app_users(period, scope, TOP_USERS)[0] if rank_users else active_users(period, scope)
     )
     row["p95_latency_ms"] = percentile_from_histogram(_histograms(period, scope).get((), {}), 0.95)
     return row
-
-
-@dataclass
-class Figure:
-    key: str
-    label: str
-    value: object
-    previous: object
-    kind: str = "number"  # number | money | ms | share
-    change: float | None = field(init=False)
-
-    def __post_init__(self):
-        if self.value is None or self.previous in (None, 0):
-            self.change = None
-        else:
-            self.change = float(
-                (Decimal(self.value) - Decimal(self.previous)) / Decimal(self.previous)
-            )
 
 
 HEADLINE = [
@@ -444,8 +345,10 @@ def headline(period, scope):
 
 def cost_per_day_by_model(period, scope):
     """[(day, model_name, cost)] ordered by day."""
+    reader = current_reader()
     return list(
-        reader.usage(period, scope)
+        current_reader()
+        .usage(period, scope)
         .values("day", "model_name")
         .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
         .filter(requests__gt=0)
@@ -456,9 +359,11 @@ def cost_per_day_by_model(period, scope):
 
 def tokens_per_day(period, scope):
     """[(day, input tokens, output tokens)] for every day of the period."""
+    reader = current_reader()
     found = {
         day: (prompt, completion)
-        for day, prompt, completion in reader.usage(period, scope)
+        for day, prompt, completion in current_reader()
+        .usage(period, scope)
         .values("day")
         .annotate(p=reader.total("prompt_tokens"), c=reader.total("completion_tokens"))
         .values_list("day", "p", "c")
@@ -469,8 +374,10 @@ def tokens_per_day(period, scope):
 @memoized
 def cost_by_provider(period, scope):
     """[(provider, cost)] most expensive first."""
+    reader = current_reader()
     return list(
-        reader.usage(period, scope)
+        current_reader()
+        .usage(period, scope)
         .values("provider")
         .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
         .filter(requests__gt=0)
@@ -485,6 +392,7 @@ TOP_USERS = 10
 @memoized
 def active_users(period, scope):
     """App users with requests in the period (anonymous usage not counted)."""
+    reader = current_reader()
     return reader.user_sums(period, scope, n="requests").filter(n__gt=0).count()
 
 
@@ -494,7 +402,8 @@ def app_users(period, scope, limit):
     users with requests in the period are counted by a window over the
     same per-user sums that rank them."""
     rows = list(
-        reader.user_sums(period, scope, cost="cost", tokens="total_tokens", requests="requests")
+        current_reader()
+        .user_sums(period, scope, cost="cost", tokens="total_tokens", requests="requests")
         .filter(requests__gt=0)
         .annotate(active=Window(Count("*")))
         .order_by(F("cost").desc(nulls_last=True), "user_id")[:limit]
@@ -517,8 +426,10 @@ def top_users(period, scope, limit=TOP_USERS):
 
 def top_organizations(period, scope, limit=10):
     """The organisations that cost most: [{organization_id, label, cost, …}]."""
+    reader = current_reader()
     rows = list(
-        reader.usage(period, scope, "organization_id")
+        current_reader()
+        .usage(period, scope, "organization_id")
         .filter(organization_id__isnull=False)
         .values("organization_id")
         .annotate(
@@ -563,23 +474,16 @@ def _quality_by_model(period, scope):
     These live on chats' tables, which carry a model name (and for feedback
     and executions a provider); they are matched to the ledger by model name.
     """
-    start, end = period.local_bounds()
-    in_period = Q(created_at__gte=start, created_at__lt=end)
-    feedback = MessageFeedback.objects.filter(in_period, rating__isnull=False)
-    executions = CodeExecution.objects.filter(in_period, model_name__isnull=False)
-    assistant = Message.objects.filter(in_period, role="assistant", model_name__isnull=False)
-    if scope.user_id:
-        feedback = feedback.filter(message__chat__user_id=scope.user_id)
-        executions = executions.filter(chat__user_id=scope.user_id)
-        assistant = assistant.filter(chat__user_id=scope.user_id)
-    if scope.organization_id:
-        feedback = feedback.filter(message__chat__organization_id=scope.organization_id)
-        executions = executions.filter(chat__organization_id=scope.organization_id)
-        assistant = assistant.filter(chat__organization_id=scope.organization_id)
-    if scope.source_id:
-        feedback = feedback.filter(source_id=scope.source_id)
-        executions = executions.filter(source_id=scope.source_id)
-        assistant = assistant.filter(source_id=scope.source_id)
+    # Grouped by model name below: the model and provider of the scope are
+    # the ledger rows', not filters of these tables.
+    scope = scope.without("model_name", "provider")
+    feedback = MessageFeedback.objects.rated().in_period(period).scoped(scope)
+    executions = (
+        CodeExecution.objects.in_period(period).scoped(scope).filter(model_name__isnull=False)
+    )
+    assistant = (
+        Message.objects.assistant().in_period(period).scoped(scope).filter(model_name__isnull=False)
+    )
     ratings = dict(
         feedback.values("model_name").annotate(a=Avg("rating")).values_list("model_name", "a")
     )
@@ -602,7 +506,8 @@ def models_table(period, scope, sort="-cost"):
     """One row per model and provider with usage, cost, latency and quality."""
     rows = [
         _derive(unsuffixed(row))
-        for row in reader.usage(period, scope)
+        for row in current_reader()
+        .usage(period, scope)
         .values("model_name", "provider")
         .annotate(**sums())
         .filter(requests_total__gt=0)
@@ -640,8 +545,10 @@ def sort_rows(rows, sort):
 
 def cost_per_day(period, scope):
     """[(day, cost)] for every day of the period (0 on empty days)."""
+    reader = current_reader()
     found = dict(
-        reader.usage(period, scope)
+        current_reader()
+        .usage(period, scope)
         .values("day")
         .annotate(cost=reader.total("cost"))
         .values_list("day", "cost")
@@ -651,8 +558,10 @@ def cost_per_day(period, scope):
 
 def cost_by_model(period, scope):
     """[(model_name, provider, cost, tokens, requests)] most expensive first."""
+    reader = current_reader()
     return list(
-        reader.usage(period, scope)
+        current_reader()
+        .usage(period, scope)
         .values("model_name", "provider")
         .annotate(
             cost=reader.total("cost"),
@@ -690,6 +599,7 @@ def budget_statuses(today=None, scope=None):
     The projection is the run rate: spend so far / days elapsed × days in
     the month. Worst first.
     """
+    reader = current_reader()
     today = today or timezone.localdate()
     month = Period(today.replace(day=1), today)
     days_in_month = calendar.monthrange(today.year, today.month)[1]
@@ -700,14 +610,16 @@ def budget_statuses(today=None, scope=None):
         budgets = budgets.filter(user_id=scope.user_id)
     budgets = list(budgets)
     by_org = dict(
-        reader.usage(month, Scope(), "organization_id")
+        current_reader()
+        .usage(month, Scope(), "organization_id")
         .filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
         .values("organization_id")
         .annotate(c=reader.total("cost"))
         .values_list("organization_id", "c")
     )
     by_user = dict(
-        reader.user_sums(month, Scope(), c="cost")
+        current_reader()
+        .user_sums(month, Scope(), c="cost")
         .filter(user_id__in=[b.user_id for b in budgets if b.user_id])
         .values_list("user_id", "c")
     )
@@ -724,3 +636,21 @@ def budget_statuses(today=None, scope=None):
         statuses.append(BudgetStatus(budget, spent, projected, share))
     statuses.sort(key=lambda s: -s.share)
     return statuses
+
+
+# -- one app user's or organisation's latest rows --------------------------------
+
+
+def latest_chats(scope_field, pk, limit=20):
+    """The latest chats of an app user or organisation (``scope_field``:
+    "user_id" or "organization_id"), with what the page shows of them."""
+    return Chat.objects.select_related("user", "organization").filter(**{scope_field: pk})[:limit]
+
+
+def latest_feedback(scope_field, pk, limit=20):
+    """The latest ratings given in the chats of an app user or organisation."""
+    return (
+        MessageFeedback.objects.select_related("message__chat")
+        .filter(**{f"message__chat__{scope_field}": pk}, rating__isnull=False)
+        .order_by("-created_at")[:limit]
+    )

@@ -26,7 +26,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from chats.models import ReviewItem
-from chats.views import staff_page
+from core.pages.views import admin_page
 
 from .models import ModelUsage
 
@@ -189,7 +189,7 @@ def summary(start=None, end=None):
     }
 
 
-@staff_page("chats.view_review_results")
+@admin_page("chats.view_review_results")
 def review_quality(request):
     """The quality page: every figure above, over every review."""
     from django.contrib import admin

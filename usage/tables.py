@@ -1,60 +1,150 @@
-"""Tables of the usage pages: one definition serves the HTML and the CSV."""
+"""Tables of the usage pages, declared once for the HTML and the CSV: each
+a function of the page's request (core.pages.views.PageRequest) that asks
+usage.metrics for its rows."""
 
-import csv
-from dataclasses import dataclass, field
+from django.urls import reverse
 
-from django.http import StreamingHttpResponse
+from core.pages.tables import Column, Table
 
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    kind: str = "text"  # a kind of usage.templatetags.figures.figure
+from . import metrics
 
 
-@dataclass
-class Table:
-    name: str
-    title: str
-    columns: list
-    rows: list
-    # row → URL of the row's page (or None)
-    link: object = None
-    # False when the URLs carry their own query (a drill-down, a transcript
-    # anchor): the page's filters are then not appended to them.
-    link_keeps_query: bool = True
-    link_key: str | None = None
-    sortable: bool = False
-    note: str = ""
-    cells: list = field(init=False)
-
-    def __post_init__(self):
-        self.cells = [
-            {
-                "values": [(column, row.get(column.key)) for column in self.columns],
-                "url": self.link(row) if self.link else None,
-            }
-            for row in self.rows
-        ]
+def user_url(row):
+    return reverse("dashboards:user", args=[row["user_id"]])
 
 
-class _Echo:
-    def write(self, value):
-        return value
+def organization_url(row):
+    return reverse("dashboards:organization", args=[row["organization_id"]])
 
 
-def csv_response(table, filename):
-    """Stream a table as CSV: raw values, one header row."""
-    writer = csv.writer(_Echo())
+def budget_url(row):
+    return organization_url(row) if row["organization_id"] else user_url(row)
 
-    def lines():
-        yield writer.writerow([column.label for column in table.columns])
-        for row in table.rows:
-            yield writer.writerow(
-                ["" if row.get(c.key) is None else row.get(c.key) for c in table.columns]
-            )
 
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
-    return response
+SPEND_COLUMNS = [
+    Column("cost", "Cost", "money"),
+    Column("tokens", "Tokens", "number"),
+    Column("requests", "Requests", "number"),
+]
+
+BUDGET_COLUMNS = [
+    Column("target", "Budget for"),
+    Column("limit", "Monthly limit", "money"),
+    Column("spent", "Spent this month", "money"),
+    Column("share", "Share used", "share"),
+    Column("projected", "Projected month end", "money"),
+    Column("state", "Status"),
+]
+
+MODEL_TABLE_COLUMNS = [
+    Column("model_name", "Model"),
+    Column("provider", "Provider"),
+    Column("requests", "Requests", "number"),
+    Column("prompt_tokens", "Input tokens", "number"),
+    Column("completion_tokens", "Output tokens", "number"),
+    Column("cost", "Cost", "money"),
+    Column("cost_per_1k_tokens", "Cost / 1k tokens", "money"),
+    Column("avg_latency_ms", "Avg latency", "ms"),
+    Column("p95_latency_ms", "p95 latency", "ms"),
+    Column("avg_rating", "Avg rating", "rating"),
+    Column("code_success_rate", "Code success", "share"),
+    Column("mistake_share", "Flagged mistakes", "share"),
+]
+# Sort keys (metrics.MODEL_COLUMNS) of the model table's columns.
+MODEL_SORT_KEYS = {
+    "model_name": "model",
+    "requests": "requests",
+    "prompt_tokens": "input",
+    "completion_tokens": "output",
+    "cost": "cost",
+    "cost_per_1k_tokens": "cost_per_1k",
+    "avg_latency_ms": "latency",
+    "p95_latency_ms": "p95",
+    "avg_rating": "rating",
+    "code_success_rate": "code_success",
+    "mistake_share": "mistakes",
+}
+
+BUDGET_STATES = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
+
+
+def budget_rows(statuses):
+    return [
+        {
+            "target": str(s.budget.organization or s.budget.user),
+            "limit": s.budget.monthly_limit,
+            "spent": s.spent,
+            "share": s.share,
+            "projected": s.projected,
+            "state": BUDGET_STATES[s.state],
+            "organization_id": s.budget.organization_id,
+            "user_id": s.budget.user_id,
+        }
+        for s in statuses
+    ]
+
+
+def budgets(view):
+    return Table(
+        "budgets",
+        "Budgets this month",
+        BUDGET_COLUMNS,
+        budget_rows(metrics.budget_statuses(scope=view.scope)),
+        link=budget_url,
+        note="Projection: spend so far ÷ days elapsed × days in the month.",
+    )
+
+
+def top_users(view):
+    return Table(
+        "top_users",
+        "Top 10 app users by cost",
+        [Column("label", "App user"), *SPEND_COLUMNS],
+        metrics.top_users(view.period, view.scope),
+        link=user_url,
+    )
+
+
+def top_organizations(view):
+    return Table(
+        "top_organizations",
+        "Top organisations by cost",
+        [Column("label", "Organisation"), *SPEND_COLUMNS],
+        metrics.top_organizations(view.period, view.scope),
+        link=organization_url,
+    )
+
+
+def cost_by_provider(view):
+    return Table(
+        "cost_by_provider",
+        "Cost by provider",
+        [Column("provider", "Provider"), Column("cost", "Cost", "money")],
+        [{"provider": p, "cost": c} for p, c in metrics.cost_by_provider(view.period, view.scope)],
+    )
+
+
+def models(view):
+    return Table(
+        "models",
+        "Models",
+        MODEL_TABLE_COLUMNS,
+        metrics.models_table(view.period, view.scope, view.options["sort"]),
+        sortable=True,
+        note="Ratings, code success and mistakes are matched to the ledger by model name.",
+    )
+
+
+BY_MODEL_KEYS = ("model_name", "provider", "cost", "tokens", "requests")
+
+
+def by_model(view):
+    return Table(
+        "by_model",
+        "Spend by model",
+        [Column("model_name", "Model"), Column("provider", "Provider"), *SPEND_COLUMNS],
+        [
+            dict(zip(BY_MODEL_KEYS, row, strict=True))
+            for row in metrics.cost_by_model(view.period, view.scope)
+        ],
+    )

@@ -132,6 +132,21 @@ def test_odd_queries_do_not_fail(staff_client, query):
     assert len(results(response)) == expected
 
 
+@pytest.mark.parametrize("query", ["reve\x00nue", "\x00", "revenue \x00 -churn"])
+def test_a_nul_character_is_refused_with_a_reason(staff_client, query):
+    say("revenue rose", 0)
+
+    response = staff_client.get(SEARCH, {"q": query})
+
+    assert response.status_code == 200
+    root = parse_html(response.content)
+    assert root.find("ul", cls="errorlist").text == (
+        "The search text may not contain a NUL character (\\0)."
+    )
+    assert b'class="results"' not in response.content
+    assert "\x00" not in response.content.decode()
+
+
 def test_results_come_in_pages_of_fifty(staff_client):
     chat = f.ChatFactory()
     for n in range(55):

@@ -5,7 +5,7 @@ The URLs come from walking the URL resolver (the admin's included), so a
 page added tomorrow fails ``test_every_url_the_site_serves_has_an_expectation``
 until a line below says who may open it. The expectations are written out
 by hand from core/roles.py and the views' decorators (usage.views.dashboard:
-``usage.view_dashboards``; chats.views.staff_page: the permission it names;
+``usage.view_dashboards``; core.pages.views.admin_page: the permission it names;
 the admin's own checks), and ``test_model_rights_agree_with_core_roles``
 derives the same table from core/roles.py, so the two cannot drift apart.
 
@@ -102,12 +102,12 @@ URLS = {
     "dashboards:user": ("GET", LOGIN, 403, 200, 200),
     "dashboards:organization": ("GET", LOGIN, 403, 200, 200),
     "watch:alerts": ("GET", LOGIN, 403, 200, 200),
-    # chats.views.staff_page: view_chat, flag_mistake, view_messagefeedback, view_message
+    # chats.views (admin_page): view_chat, flag_mistake, view_messagefeedback, view_message
     "review:transcript": ("GET", LOGIN, 200, 200, 200),
     "review:flag_mistake": ("POST", LOGIN, 302, 302, 302),
     "review:feedback_queue": ("GET", LOGIN, 200, 200, 200),
     "review:search": ("GET", LOGIN, 200, 200, 200),
-    # chats.review_views (staff_page): review_items; view_review_results;
+    # chats.review_views (admin_page): review_items; view_review_results;
     # settle_disagreement (Admins)
     "queues:list": ("GET", LOGIN, 200, 200, 200),
     "queues:queue": ("GET", LOGIN, 200, 200, 200),
@@ -118,15 +118,15 @@ URLS = {
     "queues:results": ("GET", LOGIN, 403, 200, 200),
     "queues:export_csv": ("GET", LOGIN, 403, 200, 200),
     "queues:export_jsonl": ("GET", LOGIN, 403, 200, 200),
-    # usage.quality_views (staff_page): view_message, or view_codeexecution
+    # analytics.views (admin_page): view_message, or view_codeexecution
     "quality:code": ("GET", LOGIN, 200, 200, 200),
     "quality:executions": ("GET", LOGIN, 200, 200, 200),
     "quality:feedback": ("GET", LOGIN, 200, 200, 200),
     "quality:activity": ("GET", LOGIN, 200, 200, 200),
     "quality:text_to_sql": ("GET", LOGIN, 200, 200, 200),
-    # usage.review_metrics (staff_page): chats.view_review_results
+    # usage.review_metrics (admin_page): chats.view_review_results
     "quality:reviews": ("GET", LOGIN, 403, 200, 200),
-    # reports.views (staff_page): view_deepanalysisreport
+    # reports.views (admin_page): view_deepanalysisreport
     "reports:list": ("GET", LOGIN, 200, 200, 200),
     "reports:detail": ("GET", LOGIN, 200, 200, 200),
     # the admin site's own pages: any staff account

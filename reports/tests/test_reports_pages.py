@@ -28,7 +28,12 @@ from reports.models import DeepAnalysisReport
 from usage.metrics import Period, Scope
 from usage.templatetags.figures import change, figure
 from usage.tests.conftest import TODAY, fixed_today, manager, staff, utc  # noqa: F401
-from usage.tests.test_dashboards import figures_of, tables_of
+from usage.tests.test_dashboards import (
+    OUT_OF_RANGE,
+    OUT_OF_RANGE_MESSAGE,
+    figures_of,
+    tables_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -624,6 +629,14 @@ def test_unknown_report_is_404(as_manager):
     assert as_manager.get(reverse("reports:detail", args=[999_999])).status_code == 404
 
 
+@pytest.mark.parametrize(("start", "end"), OUT_OF_RANGE)
+def test_custom_periods_out_of_range_are_a_form_error(as_manager, start, end):
+    query = {"period": "custom", "start": start, "end": end}
+    page = get_page(as_manager, LIST, **query)
+    assert OUT_OF_RANGE_MESSAGE in html.unescape(page)
+    assert as_manager.get(LIST, {**query, "export": "reports"}).status_code == 200
+
+
 # -- query counts ---------------------------------------------------------------------
 
 # Four queries of an admin request: the session, the staff account, its own
@@ -635,17 +648,17 @@ def test_query_counts(as_manager, library, django_assert_num_queries):
     for n in range(30):
         f.DeepAnalysisReportFactory(user=library.cat, created_at=utc(2024, 3, 1 + n % 13))
         f.AnalysisResultFactory(chat=library.ds_chat)
-    # List: the filter bar's model and provider choices (UsageFilter, 2) and
-    # organisation select (1); headline now and before (2); the paginator's
-    # count (1); the page of reports with their app users (1).
-    with django_assert_num_queries(ADMIN_REQUEST + 7):
+    # List: the filter bar's organisation select (1: its model and provider
+    # are left out, so no choices are read); headline now and before (2); the
+    # paginator's count (1); the page of reports with their app users (1).
+    with django_assert_num_queries(ADMIN_REQUEST + 5):
         assert as_manager.get(LIST, {"period": "30d"}).status_code == 200
     # Report: the report with its app user, organisation and source (1); the
     # analysis results with their chats and files (1).
     with django_assert_num_queries(ADMIN_REQUEST + 2):
         assert as_manager.get(report_url(library.reader)).status_code == 200
-    # Export: the choices (2), headline (2), every report of the filter (1).
-    with django_assert_num_queries(ADMIN_REQUEST + 5):
+    # Export: only its table, every report of the filter (1); no headline.
+    with django_assert_num_queries(ADMIN_REQUEST + 1):
         response = as_manager.get(LIST, {"period": "30d", "export": "reports"})
         b"".join(response.streaming_content)
 

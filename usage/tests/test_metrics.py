@@ -9,6 +9,7 @@ in the zone in force when the rows are written.
 
 import calendar
 import datetime as dt
+import threading
 from collections import defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -935,3 +936,21 @@ def test_pages_read_the_smallest_roll_up_with_the_columns_they_need(awkward, tim
     assert reader.usage(period, Scope(user_id=awkward.ann.pk)).model is DailyUsage
     assert reader.latency(period, Scope(user_id=awkward.ann.pk)).model is rollups.DailyLatency
     assert reader.user_sums(period, Scope(), n="requests").model is rollups.UserUsage
+
+
+def test_the_reader_in_force_is_local_to_its_context():
+    """``reading_from`` is a ContextVar: a comparison in one thread (or task)
+    never changes what another request reads."""
+    ledger_reader = metrics.LedgerReader()
+    seen = {}
+
+    def other_request():
+        seen["reader"] = metrics.current_reader()
+
+    with metrics.reading_from(ledger_reader):
+        assert metrics.current_reader() is metrics.reader is ledger_reader
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join()
+    assert seen["reader"] is metrics.ROLLUP_READER
+    assert metrics.current_reader() is metrics.ROLLUP_READER

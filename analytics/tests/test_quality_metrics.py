@@ -1,4 +1,4 @@
-"""Every figure of usage.quality equals the same figure computed another way:
+"""Every figure of analytics.metrics equals the same figure computed another way:
 plain SQL on the raw rows (code executions, feedback, messages, chats, app
 users, sessions, query analytics, the ledger), with local days cut in
 Python (zoneinfo) from the raw timestamps and error messages parsed in
@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 
+from analytics import metrics as quality
 from chats.models import Message
 from core.tests import factories as f
-from usage import ledger, quality
+from usage import ledger
 from usage.metrics import Period, Scope
 from usage.models import ModelUsage, QueryAnalytics
-
-from .conftest import TODAY, utc
+from usage.tests.conftest import TODAY, utc
 
 pytestmark = pytest.mark.django_db
 

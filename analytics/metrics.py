@@ -8,8 +8,8 @@ views only call these functions. Figures are aggregated in the database.
 These figures read chats' and core's tables (code executions, feedback,
 messages, chats, app users, sessions) and usage.QueryAnalytics; the "usage by
 source and organisation" tables read the ledger's roll-ups through
-``usage.metrics.reader``. A Scope field that a table cannot answer is not
-applied (``Fields`` below says which apply where):
+``usage.metrics.current_reader()``. A Scope field that a table cannot answer is not
+applied (``Fields`` below, and chats' QuerySets, say which apply where):
 
 - code executions: the chat's app user and organisation, the execution's
   source, model and provider;
@@ -31,7 +31,6 @@ line (first 100 characters) is. SQLite and PostgreSQL spell the same rule
 with their own string and JSON functions (``_ERROR_ENTRIES``).
 """
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.exceptions import EmptyResultSet
@@ -61,12 +60,22 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from chats.models import Chat, CodeExecution, Message, MessageFeedback
+from chats.models import (
+    Chat,
+    ChatQuerySet,
+    CodeExecution,
+    CodeExecutionQuerySet,
+    Message,
+    MessageFeedback,
+    MessageFeedbackQuerySet,
+    MessageQuerySet,
+)
 from core.models import AppUser, Organization, Source, UserSession
-
-from . import metrics
-from .metrics import Figure, Period, Scope
-from .models import QueryAnalytics
+from core.pages.figures import headline, ratio
+from core.pages.memo import memoized
+from core.pages.period import Fields, Period, Scope, in_period, scoped
+from usage import metrics as usage_metrics
+from usage.models import QueryAnalytics
 
 NO_AGENT = "(no agent recorded)"
 NO_ERROR = "(no error message)"
@@ -77,29 +86,13 @@ P95 = 0.95
 # -- which Scope fields apply to which table ----------------------------------
 
 
-@dataclass(frozen=True)
-class Fields:
-    """Where a Scope's fields are found from one model (None: not applicable)."""
-
-    user: str | None = None
-    organization: str | None = None
-    source: str | None = "source_id"
-    model: str | None = None
-    provider: str | None = None
-
-
-EXECUTION = Fields(
-    "chat__user_id", "chat__organization_id", model="model_name", provider="model_provider"
-)
-FEEDBACK = Fields(
-    "message__chat__user_id",
-    "message__chat__organization_id",
-    model="model_name",
-    provider="model_provider",
-)
-MESSAGE = Fields("chat__user_id", "chat__organization_id", model="model_name")
-CHAT_MESSAGE = Fields("chat__user_id", "chat__organization_id")
-CHAT = Fields("user_id", "organization_id")
+# Chats' tables say it on their QuerySets (chats.models: ``scope_fields``);
+# the others here.
+EXECUTION = CodeExecutionQuerySet.scope_fields
+FEEDBACK = MessageFeedbackQuerySet.scope_fields
+MESSAGE = MessageQuerySet.scope_fields
+CHAT_MESSAGE = MessageQuerySet.chat_fields
+CHAT = ChatQuerySet.scope_fields
 APP_USER = Fields("id", "organization_id")
 SESSION = Fields("user_id", "user__organization_id")
 QUERY = Fields(
@@ -107,33 +100,8 @@ QUERY = Fields(
 )
 
 
-def scoped(queryset, scope, fields):
-    """``queryset`` narrowed by the Scope fields that apply to it."""
-    lookups = {}
-    for name, value in (
-        ("user", scope.user_id),
-        ("organization", scope.organization_id),
-        ("source", scope.source_id),
-        ("model", scope.model_name),
-        ("provider", scope.provider),
-    ):
-        path = getattr(fields, name)
-        if path and value not in (None, ""):
-            lookups[path] = value
-    return queryset.filter(**lookups)
-
-
-def in_period(period, field="created_at"):
-    start, end = period.local_bounds()
-    return Q(**{f"{field}__gte": start, f"{field}__lt": end})
-
-
 def local_day(field):
     return TruncDate(field, tzinfo=timezone.get_current_timezone())
-
-
-def ratio(part, whole):
-    return part / whole if whole else None
 
 
 def _by_day(queryset, field, period, **aggregates):
@@ -147,12 +115,6 @@ def _by_day(queryset, field, period, **aggregates):
     }
     empty = dict.fromkeys(aggregates)
     return {day: found.get(day, empty) for day in period.each_day()}
-
-
-def _headline(totals, period, scope, items):
-    """metrics.Figure per (key, label, kind), against the period before."""
-    now, before = totals(period, scope), totals(period.previous(), scope)
-    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in items]
 
 
 # -- raw SQL around ORM querysets ----------------------------------------------
@@ -245,7 +207,7 @@ RUN_TIME = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=Dur
 
 def executions(period, scope):
     """Code executions created in the period, in scope."""
-    return scoped(CodeExecution.objects.filter(in_period(period)), scope, EXECUTION).order_by()
+    return CodeExecution.objects.in_period(period).scoped(scope).order_by()
 
 
 def _execution_counts():
@@ -282,7 +244,7 @@ EXECUTION_HEADLINE = [
 
 
 def execution_headline(period, scope):
-    return _headline(execution_totals, period, scope, EXECUTION_HEADLINE)
+    return headline(execution_totals, period, scope, EXECUTION_HEADLINE)
 
 
 def success_per_day(period, scope):
@@ -300,6 +262,7 @@ def success_per_day(period, scope):
     ]
 
 
+@memoized
 def success_by_model(period, scope):
     """One row per model and provider, most executions first."""
     rows = list(
@@ -420,6 +383,7 @@ def _agent_rows(queryset):
     return _AGENT_ROWS[_vendor(queryset)]
 
 
+@memoized
 def failures_by_error_type(period, scope):
     """[{error_type, executions, agents, example}] most frequent first; an
     execution with messages of two types counts in both groups."""
@@ -436,6 +400,7 @@ def failures_by_error_type(period, scope):
     ]
 
 
+@memoized
 def failures_by_agent(period, scope):
     """[{agent, executions, share, chats}] most failures first: an agent
     fails in an execution when failed_agents or error_messages names it."""
@@ -509,6 +474,7 @@ def execution_errors(ids):
 EXECUTION_COUNT_BUCKETS = 5  # 1, 2, 3, 4, and "5 or more" executions in a chat
 
 
+@memoized
 def executions_per_chat(period, scope):
     """[(executions in a chat (the last is "or more"), chats)] for chats with
     code in the period, every bucket listed."""
@@ -583,9 +549,7 @@ LOW_RATING = 2  # 1–2 ★ is a low rating
 
 def feedback(period, scope):
     """Ratings given in the period (feedback without a rating left out)."""
-    return scoped(
-        MessageFeedback.objects.filter(in_period(period), rating__isnull=False), scope, FEEDBACK
-    ).order_by()
+    return MessageFeedback.objects.rated().in_period(period).scoped(scope).order_by()
 
 
 def _rating_counts():
@@ -597,9 +561,7 @@ def _rating_counts():
 
 
 def assistant_messages(period, scope, fields=MESSAGE):
-    return scoped(
-        Message.objects.filter(in_period(period), role=Message.Role.ASSISTANT), scope, fields
-    ).order_by()
+    return Message.objects.assistant().in_period(period).scoped(scope, fields).order_by()
 
 
 def feedback_totals(period, scope):
@@ -640,9 +602,10 @@ FEEDBACK_HEADLINE = [
 
 
 def feedback_headline(period, scope):
-    return _headline(feedback_totals, period, scope, FEEDBACK_HEADLINE)
+    return headline(feedback_totals, period, scope, FEEDBACK_HEADLINE)
 
 
+@memoized
 def rating_distribution(period, scope):
     """[(rating, count)] for 1 to 5 ★."""
     found = dict(
@@ -761,6 +724,7 @@ def _rating_by_band(period, scope, bands):
     return [{**found.get(n, empty), "band": label} for n, (label, _) in enumerate(bands)]
 
 
+@memoized
 def rating_by_temperature(period, scope):
     """Ratings per band of the rated call's temperature, every band listed."""
     return _rating_by_band(period, scope, TEMPERATURE_BANDS)
@@ -809,9 +773,7 @@ def mistakes_by_model(period, scope):
 
 
 def user_messages(period, scope):
-    return scoped(
-        Message.objects.filter(in_period(period), role=Message.Role.USER), scope, CHAT_MESSAGE
-    ).order_by()
+    return Message.objects.from_users().in_period(period).scoped(scope, CHAT_MESSAGE).order_by()
 
 
 def _active_users():
@@ -819,11 +781,11 @@ def _active_users():
 
 
 def chats(period, scope):
-    return scoped(Chat.objects.filter(in_period(period)), scope, CHAT).order_by()
+    return Chat.objects.in_period(period).scoped(scope).order_by()
 
 
 def messages(period, scope):
-    return scoped(Message.objects.filter(in_period(period)), scope, CHAT_MESSAGE).order_by()
+    return Message.objects.in_period(period).scoped(scope, CHAT_MESSAGE).order_by()
 
 
 def new_users(period, scope):
@@ -873,7 +835,7 @@ ACTIVITY_HEADLINE = [
 
 
 def activity_headline(period, scope):
-    return _headline(activity_totals, period, scope, ACTIVITY_HEADLINE)
+    return headline(activity_totals, period, scope, ACTIVITY_HEADLINE)
 
 
 def active_users_per_day(period, scope):
@@ -922,6 +884,7 @@ def _month_end(first):
     return following - timedelta(days=1)
 
 
+@memoized
 def active_users_per_week(period, scope):
     """[(Monday, active app users, days in the period)] for each week meeting
     the period; a week partly outside it counts only its days inside."""
@@ -964,6 +927,7 @@ def sessions_per_day(period, scope):
 MAX_COHORT_WEEKS = 13
 
 
+@memoized
 def cohorts(period, scope):
     """Returning app users, one row per weekly sign-up cohort.
 
@@ -986,9 +950,12 @@ def cohorts(period, scope):
         .annotate(n=Count("id"))
         .values_list("cohort", "n")
     )
-    active = Message.objects.filter(
-        in_period(span), role=Message.Role.USER, chat__user__in=members.values("id")
-    ).order_by()
+    active = (
+        Message.objects.from_users()
+        .in_period(span)
+        .filter(chat__user__in=members.values("id"))
+        .order_by()
+    )
     cells = {
         (cohort, week): n
         for cohort, week, n in active.annotate(
@@ -1015,7 +982,7 @@ def _usage_by(period, scope, key):
     usage_scope = Scope(
         organization_id=scope.organization_id, user_id=scope.user_id, source_id=scope.source_id
     )
-    reader = metrics.reader
+    reader = usage_metrics.current_reader()
     return {
         value: (requests, tokens)
         for value, requests, tokens in reader.usage(period, usage_scope, key)
@@ -1136,7 +1103,7 @@ QUERY_HEADLINE = [
 
 
 def query_headline(period, scope):
-    return _headline(query_totals, period, scope, QUERY_HEADLINE)
+    return headline(query_totals, period, scope, QUERY_HEADLINE)
 
 
 def queries_per_day(period, scope):
@@ -1205,6 +1172,7 @@ ROW_BANDS = [
 ]
 
 
+@memoized
 def rows_returned(period, scope):
     """[{band, queries, share}] of result sizes, every band listed."""
     found = queries(period, scope).aggregate(

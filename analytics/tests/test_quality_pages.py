@@ -1,5 +1,5 @@
 """The quality, activity and text-to-SQL pages: figures, charts and tables
-equal usage.quality, group links open exactly the group's executions and
+equal analytics.metrics, group links open exactly the group's executions and
 their transcripts, filters stay in the URL, CSV exports equal the figures,
 query counts are constant, and who may read and export.
 
@@ -19,15 +19,20 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from analytics import metrics as quality
+from analytics.tests.test_quality_metrics import world  # noqa: F401 (a fixture)
 from chats.views import transcript_url
 from core.tests import factories as f
-from usage import quality
 from usage.metrics import Period, Scope
 from usage.templatetags.figures import change, figure
-
-from .conftest import TODAY
-from .test_dashboards import chart_of, figures_of, tables_of
-from .test_quality_metrics import world  # noqa: F401 (a fixture)
+from usage.tests.conftest import TODAY
+from usage.tests.test_dashboards import (
+    OUT_OF_RANGE,
+    OUT_OF_RANGE_MESSAGE,
+    chart_of,
+    figures_of,
+    tables_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -171,7 +176,7 @@ def test_error_types_and_agents_open_their_failing_executions(as_manager, world)
 
 
 def test_executions_list_shows_errors_and_pages(as_manager, world, monkeypatch):  # noqa: F811
-    monkeypatch.setattr("usage.quality_views.PAGE_SIZE", 3)
+    monkeypatch.setattr("core.pages.views.PAGE_SIZE", 3)
     first = get_page(as_manager, EXECUTIONS, period="30d")
 
     failing = list(quality.execution_list(THIRTY_DAYS, Scope()))
@@ -362,6 +367,17 @@ def test_bad_filter_shows_an_error_not_a_500(as_manager, world, query, message):
         assert "14 Feb 2024 – 14 Mar 2024 (30 days)" in page, url
 
 
+@pytest.mark.parametrize(("start", "end"), OUT_OF_RANGE)
+def test_custom_periods_out_of_range_are_a_form_error(as_manager, world, start, end):  # noqa: F811
+    query = {"period": "custom", "start": start, "end": end}
+    for url in PAGES:
+        page = get_page(as_manager, url, **query)
+        assert OUT_OF_RANGE_MESSAGE in html.unescape(page), url
+        assert "14 Feb 2024 – 14 Mar 2024 (30 days)" in page, url
+    for url, names in TABLES.items():
+        assert as_manager.get(url, {**query, "export": names[0]}).status_code == 200, url
+
+
 def test_days_are_cut_in_the_zone_shown(as_manager, world, settings):  # noqa: F811
     settings.TIME_ZONE = "America/New_York"
 
@@ -387,7 +403,7 @@ def _cells(*values):
 
 
 def _expected_exports(world, period, scope):  # noqa: F811
-    """{(page, table): (header, rows as CSV cells)} from usage.quality."""
+    """{(page, table): (header, rows as CSV cells)} from analytics.metrics."""
     q = quality
     distribution = q.rating_distribution(period, scope)
     rated = sum(n for _, n in distribution)
@@ -602,8 +618,7 @@ def data(request, world):  # noqa: F811
     if request.param == "world":
         return world
     from usage.models import QueryAnalytics
-
-    from .conftest import utc
+    from usage.tests.conftest import utc
 
     users = [f.AppUserFactory(organization=world.acme if n % 2 else None) for n in range(20)]
     for n, user in enumerate(users):
@@ -684,18 +699,44 @@ def test_query_counts_do_not_grow_with_rows(
     # messages and sessions (10); active users per day (1); new users per day
     # (1); chats and messages per day (2); sessions per day (1); per week (1);
     # cohort sizes and cells (2); per month (1); by source and by organisation,
-    # each chats, messages, the roll-up and the labels (8).
-    with django_assert_num_queries(ADMIN_REQUEST + FILTER_BAR + 27):
+    # each chats, messages, the roll-up and the labels (8). Its filter bar has
+    # no model or provider, so only the two selects (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 2 + 27):
         assert client.get(ACTIVITY, {"period": "30d"}).status_code == 200
     # Text-to-SQL: headline now and before, each the aggregate and the p95
     # (4); per day (1); result sizes (1); frequent errors (1); slowest (1).
     with django_assert_num_queries(ADMIN_REQUEST + FILTER_BAR + 8):
         assert client.get(SQL, {"period": "30d"}).status_code == 200
-    # An export builds the page's figures and charts, then only its table:
-    # the code page without busiest chats, slowest and most retried (3).
-    with django_assert_num_queries(ADMIN_REQUEST + 2 + 8):
+    # An export computes only its table: the filter bar's choices (2), which
+    # validate the request, and the error types (1); no figure, chart or
+    # other table.
+    with django_assert_num_queries(ADMIN_REQUEST + 2 + 1):
         response = client.get(CODE, {"period": "30d", "export": "error_types"})
         b"".join(response.streaming_content)
+
+
+# Each table of the code page exported alone: the filter bar's choices (2),
+# then that table's own queries and nothing else.
+CODE_EXPORT_QUERIES = {
+    "error_types": 1,
+    "agents": 2,  # the failures by agent, the failed executions counted
+    "per_chat": 1,
+    "models": 1,
+    "busiest_chats": 1,
+    "slowest": 1,
+    "most_retried": 1,
+}
+
+
+def test_an_export_computes_only_its_table(
+    client, manager, data, fixed_today, django_assert_num_queries
+):
+    client.force_login(manager)
+    for name, queries in CODE_EXPORT_QUERIES.items():
+        with django_assert_num_queries(ADMIN_REQUEST + 2 + queries):
+            response = client.get(CODE, {"period": "30d", "export": name})
+            assert response.status_code == 200, name
+            b"".join(response.streaming_content)
 
 
 # -- access -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 from django.urls import path
 
-from . import quality_views as views
-from . import review_metrics
+from usage import review_metrics
+
+from . import views
 
 app_name = "quality"
 

@@ -9,14 +9,13 @@ import pytest
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group, Permission
 
+from analytics import metrics as quality
 from core import roles
 from core.tests import factories as f
 from ingest.demo.builder import build_demo, tqdm_progress
 from reports.models import DeepAnalysisReport
-from usage import quality
 from usage.metrics import Period, Scope
-
-from .conftest import PASSWORD
+from usage.tests.conftest import PASSWORD
 
 # The live server runs in another thread: the data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -1,20 +1,14 @@
-"""Filter bars of the quality pages: the cost pages' UsageFilter (period
-presets, scope, kept in the URL), less the fields a page cannot apply."""
+"""Filter bars of the quality pages: the usage pages' bar (the page kit's
+period presets and scope, with the roll-ups' models and providers), less
+the fields a page cannot apply (``omit``)."""
 
 import django_filters
 
-from .filters import UsageFilter
+from usage.filters import UsageFilter
 
 
 class QualityFilter(UsageFilter):
     """UsageFilter; ``omit`` names the fields a page leaves out."""
-
-    omit = ()
-
-    def __init__(self, data=None, *args, **kwargs):
-        super().__init__(data, *args, **kwargs)
-        for name in self.omit:
-            del self.filters[name]
 
 
 class ActivityFilter(QualityFilter):

@@ -1,0 +1,83 @@
+"""Tables of the custom pages: one definition serves the HTML and the CSV,
+and the one CSV writer every export uses."""
+
+import csv
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.http import StreamingHttpResponse
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str = "text"  # a kind of usage.templatetags.figures.figure
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list
+    rows: list
+    # row → URL of the row's page (or None)
+    link: object = None
+    # False when the URLs carry their own query (a drill-down, a transcript
+    # anchor): the page's filters are then not appended to them.
+    link_keeps_query: bool = True
+    link_key: str | None = None
+    sortable: bool = False
+    note: str = ""
+    cells: list = field(init=False)
+
+    def __post_init__(self):
+        self.cells = [
+            {
+                "values": [(column, row.get(column.key)) for column in self.columns],
+                "url": self.link(row) if self.link else None,
+            }
+            for row in self.rows
+        ]
+
+
+# OWASP, "CSV Injection": a spreadsheet reads a cell starting with one of
+# these as a formula (or, for tab and carriage return, strips them and reads
+# what follows); a leading single quote makes it text. A plain number
+# (-3.5, +7, 1e-3) is left as it is.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value):
+    """One value as a CSV cell: None empty, numbers as they are, any other
+    text that a spreadsheet would run as a formula quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float | Decimal):
+        return value
+    text = str(value)
+    if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_response(table, filename):
+    """Stream a table as CSV: raw values, one header row, every cell through
+    ``csv_cell``."""
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow([csv_cell(column.label) for column in table.columns])
+        for row in table.rows:
+            yield writer.writerow([csv_cell(row.get(c.key)) for c in table.columns])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+    return response
