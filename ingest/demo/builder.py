@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
+from chats import queues
 from chats.models import Chat, Message
 from core import template_history
 from core.models import AgentTemplate, AppUser, Organization, QueryTemplate, SystemConfig
@@ -168,6 +169,9 @@ def final_phase(ctx, tts_accounts, users):
         ctx.writer.flush()
         bar.update()
         ledger.rebuild()
+        # Staff find review queues filled from the demo chats' own signals;
+        # the reviews themselves come from staff accounts (demo_logins).
+        queues.demo_queues()
         # Every shipped template starts its history with the state it has.
         for model in (AgentTemplate, QueryTemplate):
             template_history.record_versions(

@@ -76,10 +76,13 @@ def seeded():
 
 
 def test_seed_demo_fills_every_model_of_the_four_apps(seeded):
-    # Staff accounts come from demo_logins, not from the demo data.
-    empty = [
-        label for label, count in _counts().items() if count == 0 and label != User._meta.label
-    ]
+    # Staff accounts come from demo_logins, not from the demo data, and so do
+    # the reviews they make; notifications, their deliveries and the channels
+    # they go to come from running watch_spend with channels an Admin set up.
+    made_by_use = {User._meta.label, "chats.Review"} | {
+        f"usage.{name}" for name in ("NotificationChannel", "Notification", "Delivery")
+    }
+    empty = [label for label, count in _counts().items() if count == 0 and label not in made_by_use]
 
     assert empty == []
     assert DailyUsage.objects.count() > 0

@@ -7,6 +7,9 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from chats import queues
+from chats.models import ReviewQueue
+
 # username → (group, superuser?)
 ACCOUNTS = {
     "admin": ("Admins", True),
@@ -40,6 +43,10 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.groups.set([Group.objects.get(name=group_name)])
+        # With demo data loaded, the demo reviewers have done some reviews, so
+        # the review results and agreement pages show something.
+        if ReviewQueue.objects.exists():
+            queues.demo_queues(reviewers=list(User.objects.filter(username__in=["staff", "admin"])))
         self.stdout.write("Demo logins (one per role), all with the same password:")
         for username, (group_name, _) in ACCOUNTS.items():
             self.stdout.write(f"  {username:<8} ({group_name})")
