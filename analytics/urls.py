@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from usage import review_metrics
 
@@ -7,6 +8,8 @@ from . import views
 app_name = "quality"
 
 urlpatterns = [
+    # /admin/quality/ itself: the first of the quality pages
+    path("", RedirectView.as_view(pattern_name="quality:code"), name="index"),
     path("code/", views.code, name="code"),
     path("code/executions/", views.execution_list, name="executions"),
     path("feedback/", views.feedback, name="feedback"),

@@ -397,7 +397,21 @@ class NotificationChannelFactory(factory.django.DjangoModelFactory):
     target = factory.Sequence(lambda n: f"alerts{n}@example.com")
 
 
-class UsageSumsFactory(factory.django.DjangoModelFactory):
+class RollupRowFactory(factory.django.DjangoModelFactory):
+    """A roll-up row planted as is, with no ledger rows behind it (the pages
+    and the permission matrix need one of each model): written through
+    ``ledger.unchecked()``, since roll-ups otherwise change only with the ledger."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        with ledger.unchecked():
+            return super()._create(model_class, *args, **kwargs)
+
+
+class UsageSumsFactory(RollupRowFactory):
     """The summed columns every usage roll-up has."""
 
     class Meta:
@@ -421,7 +435,7 @@ class DailyUsageFactory(UsageSumsFactory):
     provider = "openai"
 
 
-class DailyLatencyFactory(factory.django.DjangoModelFactory):
+class DailyLatencyFactory(RollupRowFactory):
     class Meta:
         model = DailyLatency
 

@@ -119,6 +119,8 @@ URLS = {
     "queues:export_csv": ("GET", LOGIN, 403, 200, 200),
     "queues:export_jsonl": ("GET", LOGIN, 403, 200, 200),
     # analytics.views (admin_page): view_message, or view_codeexecution
+    # a redirect to quality:code, which then checks the permission
+    "quality:index": ("GET", 302, 302, 302, 302),
     "quality:code": ("GET", LOGIN, 200, 200, 200),
     "quality:executions": ("GET", LOGIN, 200, 200, 200),
     "quality:feedback": ("GET", LOGIN, 200, 200, 200),
