@@ -9,17 +9,45 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A .env file beside manage.py, when there is one; the environment wins.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env(
-    "SECRET_KEY",
-    default="django-insecure-local-only-set-SECRET_KEY-in-production-0123456789abcdef",
-)
+# Settings that would run the site insecurely stop the start with one line
+# (ImproperlyConfigured) instead of a warning nobody reads.
+TRUE_WORDS = {"true", "1", "yes", "on"}
+FALSE_WORDS = {"false", "0", "no", "off", ""}
+
+
+def strict_bool(name, default):
+    """A boolean variable; anything but true/false/1/0/yes/no/on/off refuses
+    to start (django-environ would read "ture" as false)."""
+    raw = env.str(name, default=None)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: set it to true or false.")
+
+
+DEBUG = strict_bool("DEBUG", default=False)
+# Used only with DEBUG on (a local run); with DEBUG off it refuses to start.
+LOCAL_SECRET_KEY = "django-insecure-local-only-set-SECRET_KEY-in-production-0123456789abcdef"  # noqa: S105
+SECRET_KEY = env.str("SECRET_KEY", default="").strip()
+if not SECRET_KEY or SECRET_KEY == LOCAL_SECRET_KEY or SECRET_KEY.startswith("django-insecure"):
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (or is the local-only default) and DEBUG is off: set "
+            'SECRET_KEY to 50+ random characters (python -c "import secrets; '
+            'print(secrets.token_urlsafe(50))"), or DEBUG=true for a local run.'
+        )
+    SECRET_KEY = LOCAL_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -142,13 +170,18 @@ STATICFILES_FINDERS = [
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # Hashed, compressed names in production (needs collectstatic); plain in DEBUG.
+    # Hashed, compressed names in production (collectstatic writes them and
+    # STATIC_ROOT/staticfiles.json); plain in DEBUG. Without the manifest
+    # (collectstatic not run yet) pages still render: the storage hands out
+    # plain names, with a warning in the log, and whitenoise serves the files
+    # from the app folders instead of STATIC_ROOT.
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "analyst_admin.staticfiles.ManifestOrPlainStorage"
     },
 }
+WHITENOISE_USE_FINDERS = DEBUG or not (Path(STATIC_ROOT) / "staticfiles.json").is_file()
 
 LOGIN_URL = "admin:login"
 
@@ -160,8 +193,8 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 # Security: secure by default outside DEBUG; a reverse proxy terminating TLS
 # sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+SECURE_SSL_REDIRECT = strict_bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = strict_bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)

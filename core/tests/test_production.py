@@ -173,7 +173,7 @@ def test_production_environment_turns_on_secure_cookies_hsts_and_manifest_static
     assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
     assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert values["X_FRAME_OPTIONS"] == "DENY"
-    assert values["staticfiles"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert values["staticfiles"] == "analyst_admin.staticfiles.ManifestOrPlainStorage"
     middleware = values["MIDDLEWARE"]
     for name in (
         "django.middleware.csrf.CsrfViewMiddleware",
@@ -550,3 +550,27 @@ def test_dashboard_charts_draw_under_the_csp_without_violations(live_server, pag
     assert page.locator("[data-chart] svg.main-svg").count() >= 3
     assert page.evaluate("window.__violations") == []
     assert [m for m in messages if "Content Security Policy" in m] == []
+
+
+# Without collectstatic ------------------------------------------------------
+
+
+def test_pages_render_and_static_files_are_served_before_collectstatic(tmp_path):
+    """A fresh clone started without collectstatic (no STATIC_ROOT, no
+    manifest) serves its pages, unhashed static names from the app folders,
+    instead of answering 500 "Missing staticfiles manifest entry"."""
+    env = production_env(
+        STATIC_ROOT=str(tmp_path / "never-collected"),
+        DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
+    )
+    assert manage("migrate", "--noinput", env=env).returncode == 0
+
+    proto = {"X-Forwarded-Proto": "https"}
+    with gunicorn_server(env) as base:
+        status, _headers, body = get(f"{base}/admin/login/", proto)
+        css = get(f"{base}/static/admin/css/base.css", proto)
+
+    assert status == 200, body[:2000]
+    assert b'href="/static/admin/css/base.css"' in body
+    assert css[0] == 200
+    assert b"body" in css[2]
