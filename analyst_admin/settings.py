@@ -190,10 +190,13 @@ LOGIN_URL = "admin:login"
 # also capped at 1,000 items (ingest/api/schemas.py).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 
-# Security: secure by default outside DEBUG; a reverse proxy terminating TLS
-# sets X-Forwarded-Proto.
+# Security: secure by default outside DEBUG. The reverse proxy terminating
+# TLS sets X-Forwarded-Proto on every request (docs/DEPLOY.md's nginx does,
+# replacing whatever the client sent), so a request that reached the proxy
+# over https is https here and only plain-http ones are redirected; /health/
+# is exempt. A local run over plain http sets SECURE_SSL_REDIRECT=false.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = strict_bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_SSL_REDIRECT = strict_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SESSION_COOKIE_SECURE = strict_bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True

@@ -11,3 +11,6 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 50)
 
 from analyst_admin.settings import *  # noqa: E402, F403
+
+# The test client speaks plain http; test_production checks the redirect.
+SECURE_SSL_REDIRECT = False

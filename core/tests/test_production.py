@@ -108,6 +108,65 @@ def test_check_deploy_reports_no_issues_in_production_environment():
     assert "WARNINGS" not in done.stderr
 
 
+def documented_production_env():
+    """The variables docs/DEPLOY.md's "Environment" section lists, with its
+    placeholders filled in, and nothing else (README's "Production" list is a
+    subset of it)."""
+    text = (BASE_DIR / "docs" / "DEPLOY.md").read_text()
+    block = text.split("## 2. Environment", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    filled = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DATABASE_URL": "postgres://analyst:password@127.0.0.1:5432/analyst_admin",
+    }
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(Path.home())),
+        "DJANGO_SETTINGS_MODULE": "analyst_admin.settings",
+    }
+    for line in block.splitlines():
+        name, _, value = line.partition("=")
+        if not value:
+            continue
+        value = value.split("  #", 1)[0].strip()
+        env[name] = filled[name] if "<" in value else value
+    return env
+
+
+def test_check_deploy_reports_no_issues_with_the_documented_settings():
+    """Exactly what the docs list (no SECURE_SSL_REDIRECT among them): no
+    security.W008, no other issue."""
+    env = documented_production_env()
+    assert "SECURE_SSL_REDIRECT" not in env
+    assert {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SECURE_HSTS_SECONDS"} <= set(env)
+
+    done = manage("check", "--deploy", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == NO_ISSUES, done.stderr
+
+
+def test_ssl_redirect_is_on_in_production_unless_turned_off():
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += "print(s.SECURE_SSL_REDIRECT)"
+
+    def redirect(**env):
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-c", code],
+            cwd=BASE_DIR,
+            env=production_env(**{"SECURE_SSL_REDIRECT": None, **env}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert redirect() == "True"
+    assert redirect(SECURE_SSL_REDIRECT="false") == "False"
+    assert redirect(DEBUG="true") == "False"
+
+
 def test_check_deploy_warns_when_the_encryption_keys_are_unset():
     done = manage("check", "--deploy", env=production_env(FIELD_ENCRYPTION_KEYS=None))
 
