@@ -235,6 +235,16 @@ CONTENT_SECURITY_POLICY = {
 # (429 page); a successful login clears the count. Unlock early with
 # ``manage.py axes_reset_username NAME``. Logins and failures go to the one
 # audit trail (core.signals), so axes keeps no access log of its own.
+#
+# The address is the client's, not the proxy's: TRUSTED_PROXY_COUNT reverse
+# proxies (nginx on the same machine: 1) each append to X-Forwarded-For, and
+# core.audit.client_ip takes the address the outermost one saw, for the
+# lockout and the audit trail alike. 0 (no proxy) ignores the header. So
+# failures from one address lock out that username from that address only.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT={TRUSTED_PROXY_COUNT} must be 0 or more.")
+AXES_CLIENT_IP_CALLABLE = "core.audit.client_ip"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
