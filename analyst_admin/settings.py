@@ -114,6 +114,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The stock backend, recovering from file faults (a missing file is
+    # never re-created empty; read-only WAL side files are repaired).
+    DATABASES["default"]["ENGINE"] = "analyst_admin.sqlite3"
     # WAL lets the dashboards read while an import writes; IMMEDIATE avoids
     # "database is locked" on write transactions that start as reads.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
