@@ -71,7 +71,9 @@ def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_read_only_wal_side_files_get_the_database_file_permissions_back(tmp_path):
+def test_read_only_wal_side_files_get_the_database_file_permissions_back(
+    tmp_path, django_db_blocker
+):
     path = str(tmp_path / "db.sqlite3")
     holder = sqlite3.connect(path)  # keeps -wal and -shm in place
     holder.execute("PRAGMA journal_mode=WAL")
@@ -100,7 +102,7 @@ def test_read_only_wal_side_files_get_the_database_file_permissions_back(tmp_pat
         }
     )
     try:
-        with wrapper.cursor() as cursor:
+        with django_db_blocker.unblock(), wrapper.cursor() as cursor:
             cursor.execute("INSERT INTO t VALUES (2)")
         modes = {suffix: _mode(path + suffix) for suffix in ("-wal", "-shm")}
     finally:
