@@ -267,6 +267,11 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        # 403s: one warning line each, no traceback (analyst_admin/log_filters.py)
+        "quiet_permission_denied": {"()": "analyst_admin.log_filters.QuietPermissionDenied"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"filters": ["quiet_permission_denied"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
