@@ -540,6 +540,8 @@ def test_gunicorn_serves_hashed_static_files_through_whitenoise(collected_static
     env = production_env(
         STATIC_ROOT=str(collected_static), DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3"
     )
+    # /health/ is ok only on a migrated database.
+    assert manage("migrate", "--noinput", env=env).returncode == 0
 
     with gunicorn_server(env) as base:
         proto = {"X-Forwarded-Proto": "https"}
