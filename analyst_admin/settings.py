@@ -9,17 +9,45 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A .env file beside manage.py, when there is one; the environment wins.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env(
-    "SECRET_KEY",
-    default="django-insecure-local-only-set-SECRET_KEY-in-production-0123456789abcdef",
-)
+# Settings that would run the site insecurely stop the start with one line
+# (ImproperlyConfigured) instead of a warning nobody reads.
+TRUE_WORDS = {"true", "1", "yes", "on"}
+FALSE_WORDS = {"false", "0", "no", "off", ""}
+
+
+def strict_bool(name, default):
+    """A boolean variable; anything but true/false/1/0/yes/no/on/off refuses
+    to start (django-environ would read "ture" as false)."""
+    raw = env.str(name, default=None)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: set it to true or false.")
+
+
+DEBUG = strict_bool("DEBUG", default=False)
+# Used only with DEBUG on (a local run); with DEBUG off it refuses to start.
+LOCAL_SECRET_KEY = "django-insecure-local-only-set-SECRET_KEY-in-production-0123456789abcdef"  # noqa: S105
+SECRET_KEY = env.str("SECRET_KEY", default="").strip()
+if not SECRET_KEY or SECRET_KEY == LOCAL_SECRET_KEY or SECRET_KEY.startswith("django-insecure"):
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (or is the local-only default) and DEBUG is off: set "
+            'SECRET_KEY to 50+ random characters (python -c "import secrets; '
+            'print(secrets.token_urlsafe(50))"), or DEBUG=true for a local run.'
+        )
+    SECRET_KEY = LOCAL_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -89,6 +117,9 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The stock backend, recovering from file faults (a missing file is
+    # never re-created empty; read-only WAL side files are repaired).
+    DATABASES["default"]["ENGINE"] = "analyst_admin.sqlite3"
     # WAL lets the dashboards read while an import writes; IMMEDIATE avoids
     # "database is locked" on write transactions that start as reads.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -167,13 +198,18 @@ STATICFILES_FINDERS = [
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # Hashed, compressed names in production (needs collectstatic); plain in DEBUG.
+    # Hashed, compressed names in production (collectstatic writes them and
+    # STATIC_ROOT/staticfiles.json); plain in DEBUG. Without the manifest
+    # (collectstatic not run yet) pages still render: the storage hands out
+    # plain names, with a warning in the log, and whitenoise serves the files
+    # from the app folders instead of STATIC_ROOT.
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "analyst_admin.staticfiles.ManifestOrPlainStorage"
     },
 }
+WHITENOISE_USE_FINDERS = DEBUG or not (Path(STATIC_ROOT) / "staticfiles.json").is_file()
 
 LOGIN_URL = "admin:login"
 
@@ -192,11 +228,14 @@ SITE_URL = env("SITE_URL", default="")
 # also capped at 1,000 items (ingest/api/schemas.py).
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 
-# Security: secure by default outside DEBUG; a reverse proxy terminating TLS
-# sets X-Forwarded-Proto.
+# Security: secure by default outside DEBUG. The reverse proxy terminating
+# TLS sets X-Forwarded-Proto on every request (docs/DEPLOY.md's nginx does,
+# replacing whatever the client sent), so a request that reached the proxy
+# over https is https here and only plain-http ones are redirected; /health/
+# is exempt. A local run over plain http sets SECURE_SSL_REDIRECT=false.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+SECURE_SSL_REDIRECT = strict_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = strict_bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -234,6 +273,16 @@ CONTENT_SECURITY_POLICY = {
 # (429 page); a successful login clears the count. Unlock early with
 # ``manage.py axes_reset_username NAME``. Logins and failures go to the one
 # audit trail (core.signals), so axes keeps no access log of its own.
+#
+# The address is the client's, not the proxy's: TRUSTED_PROXY_COUNT reverse
+# proxies (nginx on the same machine: 1) each append to X-Forwarded-For, and
+# core.audit.client_ip takes the address the outermost one saw, for the
+# lockout and the audit trail alike. 0 (no proxy) ignores the header. So
+# failures from one address lock out that username from that address only.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT={TRUSTED_PROXY_COUNT} must be 0 or more.")
+AXES_CLIENT_IP_CALLABLE = "core.audit.client_ip"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -253,6 +302,11 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        # 403s: one warning line each, no traceback (analyst_admin/log_filters.py)
+        "quiet_permission_denied": {"()": "analyst_admin.log_filters.QuietPermissionDenied"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"filters": ["quiet_permission_denied"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }

@@ -15,6 +15,7 @@ from django.utils.text import Truncator
 
 from chats import search
 from chats.models import Chat, CodeExecution, Message, MessageFeedback, UploadedFile
+from chats.summaries import refresh_chat_summaries
 from core import audit
 from core.admin_tools import (
     PROVENANCE,
@@ -339,7 +340,21 @@ class MessageAdmin(MessageTextSearchMixin, BigTableAdmin):
             obj.mistake_flagged_at = timezone.now() if flagged else None
         if change and set(FLAG_FIELDS) & set(form.changed_data):
             obj._flag_before = {name: form.initial.get(name) for name in FLAG_FIELDS}
+        moved_from = form.initial.get("chat") if change and "chat" in form.changed_data else None
         super().save_model(request, obj, form, change)
+        if not change or moved_from is not None or "created_at" in form.changed_data:
+            # Both chats of a move: the old one lost a message, the new one gained it.
+            refresh_chat_summaries({obj.chat_id, moved_from})
+
+    def delete_model(self, request, obj):
+        chat_pk = obj.chat_id
+        super().delete_model(request, obj)
+        refresh_chat_summaries({chat_pk})
+
+    def delete_queryset(self, request, queryset):
+        chat_pks = set(queryset.order_by().values_list("chat_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        refresh_chat_summaries(chat_pks)
 
     def audit_change(self, request, obj, message):
         before = getattr(obj, "_flag_before", None)

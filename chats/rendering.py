@@ -3,13 +3,15 @@
 markdown-it-py (CommonMark) renders with raw HTML disabled, so markup in a
 message shows as text; nh3 then keeps only an allow-list of tags and
 attributes and http(s)/mailto links, so no script, event handler or
-javascript: URL survives whatever the renderer lets through. Rendered HTML
+javascript: URL survives whatever the renderer lets through; images keep
+only sources on this site (no external image is fetched). Rendered HTML
 is cached by content hash (and a hash of the rules, so a tightened
 allow-list is never bypassed by the cache): a transcript re-renders nothing
 it has shown.
 """
 
 import hashlib
+import re
 
 import markdown_it
 import nh3
@@ -52,6 +54,30 @@ URL_SCHEMES = {"http", "https", "mailto"}
 CACHE_SECONDS = 24 * 3600
 
 
+# The start of an image source that leaves this site: a scheme (http:,
+# https:, data:, ...) or a network path (//host, and /\\host or \\\\host, which
+# browsers read the same way). Leading blanks and control characters are
+# ignored by browsers, so by this test too.
+_OFFSITE = re.compile(r"^[\x00-\x20]*(?:[a-zA-Z][a-zA-Z0-9+.\-]*:|[/\\]{2})")
+
+
+def _as_browsers_read(url):
+    """Browsers drop tabs and newlines anywhere in a URL and read a
+    backslash as a slash."""
+    return re.sub(r"[\t\n\r]", "", url).replace("\\", "/")
+
+
+def _keep_local_images(tag, attribute, value):
+    """nh3 attribute filter: an <img> keeps its src only when it points at
+    this site. An external image would be fetched by every reviewer's
+    browser (a tracking pixel, a leak of who read which report and when);
+    the CSP (img-src 'self' data:) blocks it too, but the markup should
+    never ask. data: images were already refused by URL_SCHEMES."""
+    if tag == "img" and attribute == "src" and _OFFSITE.match(_as_browsers_read(value)):
+        return None
+    return value
+
+
 def sanitise(html):
     """Keep only safe markup (used for any HTML we did not write ourselves)."""
     return nh3.clean(
@@ -60,6 +86,7 @@ def sanitise(html):
         attributes=ATTRIBUTES,
         url_schemes=URL_SCHEMES,
         link_rel="noopener noreferrer nofollow",
+        attribute_filter=_keep_local_images,
     )
 
 
@@ -78,6 +105,7 @@ def _config_prefix():
             sorted(TAGS),
             sorted((tag, sorted(names)) for tag, names in ATTRIBUTES.items()),
             sorted(URL_SCHEMES),
+            _OFFSITE.pattern,
         )
     )
     return "md:" + hashlib.blake2b(config.encode(), digest_size=6).hexdigest() + ":"

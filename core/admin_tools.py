@@ -25,7 +25,7 @@ from itertools import islice
 from urllib.parse import urlencode
 
 from django.apps import apps
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core import checks
@@ -269,6 +269,36 @@ class RelatedIdFilter(FieldFilter):
     @classmethod
     def parameter_for(cls, field_name):
         return f"{field_name}__id__exact"
+
+    def __init__(self, request, params, model, model_admin):
+        # Checked before the base class reads it (its lookups() queries it).
+        values = params.get(self.parameter_name)
+        if values:
+            raw = values[-1] if isinstance(values, list) else values
+            value = self._valid_id(model, raw)
+            if value is None:
+                # A 2^64 from a hand-made URL: OverflowError on SQLite, an
+                # error on PostgreSQL. Show the list unfiltered and say why.
+                params.pop(self.parameter_name)
+                messages.warning(request, f"“{raw}” is not a valid id: the filter was ignored.")
+            else:
+                params[self.parameter_name] = [value]
+        super().__init__(request, params, model, model_admin)
+
+    def _valid_id(self, model, raw):
+        """The id as a canonical string, or None outside the key's range."""
+        target = model._meta.get_field(self.field_name).target_field
+        ops = connections[model._default_manager.db].ops
+        if target.get_internal_type() not in ops.integer_field_ranges:
+            return str(raw)  # not an integer key: the lookup itself checks it
+        low, high = ops.integer_field_range(target.get_internal_type())
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            return None
+        if low is not None and value < low or high is not None and value > high:
+            return None
+        return str(value)
 
     def lookups(self, request, model_admin):
         if not self.value():

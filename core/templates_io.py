@@ -151,9 +151,31 @@ def guess_format(filename="", text=""):
     return "json" if text.lstrip().startswith(("{", "[")) else "yaml"
 
 
-def loads(text, fmt=None, filename=""):
-    """The data of a template file; TemplateFileError says why it is unreadable."""
-    fmt = fmt or guess_format(filename, text)
+# A template file is a mapping of lists of flat mappings: three levels. Far
+# deeper nesting is an attack (the parsers and everything after them recurse:
+# RecursionError), and so are YAML aliases that expand to millions of values.
+MAX_DEPTH = 20
+MAX_VALUES = 100_000
+
+
+def _check_shape(data):
+    """TemplateFileError when the data nests deeper than MAX_DEPTH or holds
+    more than MAX_VALUES values (counting each use of a YAML alias)."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise TemplateFileError(f"too large: more than {MAX_VALUES:,} values")
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise TemplateFileError(f"nested deeper than {MAX_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return data
+
+
+def _parse(text, fmt):
     if fmt == "json":
         try:
             return json.loads(text)
@@ -170,6 +192,16 @@ def loads(text, fmt=None, filename=""):
             problem = getattr(error, "problem", None) or "unreadable"
             raise TemplateFileError(f"not valid YAML: {problem}{where}") from error
     raise TemplateFileError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def loads(text, fmt=None, filename=""):
+    """The data of a template file; TemplateFileError says why it is unreadable."""
+    fmt = fmt or guess_format(filename, text)
+    try:
+        data = _parse(text, fmt)
+    except RecursionError as error:
+        raise TemplateFileError(f"nested deeper than {MAX_DEPTH} levels") from error
+    return _check_shape(data)
 
 
 # Import ------------------------------------------------------------------

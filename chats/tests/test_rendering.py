@@ -177,7 +177,7 @@ def test_empty_and_none_render_empty():
     assert render_markdown(None) == ""
 
 
-def test_http_links_kept_with_rel_and_images_kept():
+def test_http_links_kept_with_rel_and_external_images_without_source():
     root = parse_html(
         render_markdown("[docs](https://example.com/a?b=1) ![chart](https://x.org/c.png)")
     )
@@ -187,7 +187,8 @@ def test_http_links_kept_with_rel_and_images_kept():
         "href": "https://example.com/a?b=1",
         "rel": "noopener noreferrer nofollow",
     }
-    assert root.find("img").attrs == {"src": "https://x.org/c.png", "alt": "chart"}
+    # The image stays (its alt text shows) but is never fetched from x.org.
+    assert root.find("img").attrs == {"alt": "chart"}
 
 
 def test_markdown_with_every_payload_renders_inert():
@@ -298,3 +299,46 @@ def test_render_many_uses_the_cache_under_its_keys():
     cache.set(rendering._key("cached text"), from_cache)
 
     assert render_many({"cached text"}) == {"cached text": from_cache}
+
+
+# External images (#17.11) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        "https://evil.example/pixel.png",
+        "http://evil.example/pixel.png",
+        "HTTPS://evil.example/pixel.png",
+        "  https://evil.example/pixel.png",
+        "h\tttps://evil.example/pixel.png",
+        "&#x68;ttps://evil.example/pixel.png",
+        "//evil.example/pixel.png",
+        "/\\evil.example/pixel.png",
+        "\\\\evil.example/pixel.png",
+        "/&#x5c;evil.example/pixel.png",
+        "data:image/png;base64,iVBORw0KGgo=",
+    ],
+)
+def test_an_external_image_loses_its_source_in_report_html(src):
+    html = sanitise(f'<p>chart <img src="{src}" alt="chart"></p>')
+
+    assert html == '<p>chart <img alt="chart"></p>'
+    assert "evil.example" not in html
+
+
+@pytest.mark.parametrize("src", ["x.png", "/static/figures/chart.png", "figures/a.png?v=2"])
+def test_an_image_on_this_site_keeps_its_source(src):
+    assert sanitise(f'<img src="{src}" alt="a">') == f'<img src="{src}" alt="a">'
+
+
+def test_an_external_image_in_markdown_loses_its_source():
+    html = render_markdown(
+        "![pixel](https://evil.example/p.png) ![proto](//evil.example/q.png) ![ok](/static/x.png)"
+    )
+    root = parse_html(html)
+
+    assert [img.attrs.get("src") for img in root.find_all("img")] == [None, None, "/static/x.png"]
+    assert "evil.example" not in html
+    # Links to other sites stay links: only fetching on view is refused.
+    assert 'href="https://evil.example/"' in render_markdown("[site](https://evil.example/)")

@@ -64,7 +64,8 @@ def test_login_is_recorded_with_account_address_and_user_agent(client, ops):
     _no_password_anywhere(PASSWORD)
 
 
-def test_login_behind_the_proxy_records_the_forwarded_address(client, ops):
+def test_login_behind_the_proxy_records_the_forwarded_address(client, ops, settings):
+    settings.TRUSTED_PROXY_COUNT = 1  # nginx in front (docs/DEPLOY.md)
     _login(client, PASSWORD, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
 
     assert AuditLog.objects.get(action="login").ip_address == "198.51.100.7"

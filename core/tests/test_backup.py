@@ -189,3 +189,73 @@ def test_backup_refuses_an_unknown_file(tmp_path):
 
     with pytest.raises(CommandError, match="neither a SQLite backup nor a pg_dump"):
         run("restore_db", str(junk), "--noinput")
+
+
+# Permissions and failures (#17.5, #17.10) -----------------------------------
+
+
+@pytest.fixture
+def open_umask():
+    """The default umask that made backups world-readable (0644)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_backup_is_readable_by_its_owner_only(data, tmp_path, open_umask):
+    backup = tmp_path / "backup.dump"
+
+    run("backup_db", str(backup))
+
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "backup.dump.partial").exists()
+
+
+@pytest.mark.parametrize("where", ["missing-folder/backup.dump", "a-file/backup.dump"])
+def test_an_unwritable_backup_path_is_a_clear_command_error(tmp_path, where):
+    (tmp_path / "a-file").write_text("not a folder")
+
+    with pytest.raises(CommandError, match="cannot write the backup to .*backup.dump"):
+        run("backup_db", str(tmp_path / where))
+
+
+def test_restoring_a_missing_backup_file_is_a_clear_command_error(tmp_path):
+    with pytest.raises(CommandError, match="cannot read the backup .*nothing.dump"):
+        run("restore_db", str(tmp_path / "nothing.dump"), "--noinput")
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite backup API: SQLite only")
+def test_a_truncated_sqlite_backup_is_refused_and_the_target_kept(data, tmp_path):
+    backup = tmp_path / "backup.sqlite3"
+    target = tmp_path / "target.sqlite3"
+    with sqlite3.connect(target) as db:
+        db.execute("CREATE TABLE precious (id INTEGER)")
+        db.execute("INSERT INTO precious VALUES (1)")
+    run("backup_db", str(backup))
+    whole = backup.read_bytes()
+    backup.write_bytes(whole[: len(whole) // 2])
+
+    with pytest.raises(CommandError, match="not a complete SQLite backup"):
+        run("restore_db", str(backup), "--target", f"sqlite:///{target}", "--noinput")
+
+    assert sqlite_counts(target) == {"precious": 1}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="pg_dump/pg_restore: PostgreSQL")
+@pytest.mark.skipif(
+    not (shutil.which("pg_dump") and shutil.which("pg_restore")),
+    reason="pg_dump / pg_restore not installed (apt-get install postgresql-client)",
+)
+def test_a_truncated_postgres_backup_is_a_clear_command_error(
+    data, tmp_path, fresh_postgres_database
+):
+    url, params = fresh_postgres_database
+    backup = tmp_path / "backup.dump"
+    run("backup_db", str(backup))
+    whole = backup.read_bytes()
+    backup.write_bytes(whole[: len(whole) // 2])
+
+    with pytest.raises(CommandError, match="pg_restore failed"):
+        run("restore_db", str(backup), "--target", url, "--noinput")
+
+    assert postgres_counts(params) == {}  # one transaction: nothing restored

@@ -108,6 +108,65 @@ def test_check_deploy_reports_no_issues_in_production_environment():
     assert "WARNINGS" not in done.stderr
 
 
+def documented_production_env():
+    """The variables docs/DEPLOY.md's "Environment" section lists, with its
+    placeholders filled in, and nothing else (README's "Production" list is a
+    subset of it)."""
+    text = (BASE_DIR / "docs" / "DEPLOY.md").read_text()
+    block = text.split("## 2. Environment", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    filled = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DATABASE_URL": "postgres://analyst:password@127.0.0.1:5432/analyst_admin",
+    }
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(Path.home())),
+        "DJANGO_SETTINGS_MODULE": "analyst_admin.settings",
+    }
+    for line in block.splitlines():
+        name, _, value = line.partition("=")
+        if not value:
+            continue
+        value = value.split("  #", 1)[0].strip()
+        env[name] = filled[name] if "<" in value else value
+    return env
+
+
+def test_check_deploy_reports_no_issues_with_the_documented_settings():
+    """Exactly what the docs list (no SECURE_SSL_REDIRECT among them): no
+    security.W008, no other issue."""
+    env = documented_production_env()
+    assert "SECURE_SSL_REDIRECT" not in env
+    assert {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SECURE_HSTS_SECONDS"} <= set(env)
+
+    done = manage("check", "--deploy", env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == NO_ISSUES, done.stderr
+
+
+def test_ssl_redirect_is_on_in_production_unless_turned_off():
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += "print(s.SECURE_SSL_REDIRECT)"
+
+    def redirect(**env):
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-c", code],
+            cwd=BASE_DIR,
+            env=production_env(**{"SECURE_SSL_REDIRECT": None, **env}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    assert redirect() == "True"
+    assert redirect(SECURE_SSL_REDIRECT="false") == "False"
+    assert redirect(DEBUG="true") == "False"
+
+
 def test_check_deploy_warns_when_the_encryption_keys_are_unset():
     done = manage("check", "--deploy", env=production_env(FIELD_ENCRYPTION_KEYS=None))
 
@@ -173,7 +232,7 @@ def test_production_environment_turns_on_secure_cookies_hsts_and_manifest_static
     assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
     assert values["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
     assert values["X_FRAME_OPTIONS"] == "DENY"
-    assert values["staticfiles"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert values["staticfiles"] == "analyst_admin.staticfiles.ManifestOrPlainStorage"
     middleware = values["MIDDLEWARE"]
     for name in (
         "django.middleware.csrf.CsrfViewMiddleware",
@@ -481,6 +540,8 @@ def test_gunicorn_serves_hashed_static_files_through_whitenoise(collected_static
     env = production_env(
         STATIC_ROOT=str(collected_static), DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3"
     )
+    # /health/ is ok only on a migrated database.
+    assert manage("migrate", "--noinput", env=env).returncode == 0
 
     with gunicorn_server(env) as base:
         proto = {"X-Forwarded-Proto": "https"}
@@ -550,3 +611,27 @@ def test_dashboard_charts_draw_under_the_csp_without_violations(live_server, pag
     assert page.locator("[data-chart] svg.main-svg").count() >= 3
     assert page.evaluate("window.__violations") == []
     assert [m for m in messages if "Content Security Policy" in m] == []
+
+
+# Without collectstatic ------------------------------------------------------
+
+
+def test_pages_render_and_static_files_are_served_before_collectstatic(tmp_path):
+    """A fresh clone started without collectstatic (no STATIC_ROOT, no
+    manifest) serves its pages, unhashed static names from the app folders,
+    instead of answering 500 "Missing staticfiles manifest entry"."""
+    env = production_env(
+        STATIC_ROOT=str(tmp_path / "never-collected"),
+        DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
+    )
+    assert manage("migrate", "--noinput", env=env).returncode == 0
+
+    proto = {"X-Forwarded-Proto": "https"}
+    with gunicorn_server(env) as base:
+        status, _headers, body = get(f"{base}/admin/login/", proto)
+        css = get(f"{base}/static/admin/css/base.css", proto)
+
+    assert status == 200, body[:2000]
+    assert b'href="/static/admin/css/base.css"' in body
+    assert css[0] == 200
+    assert b"body" in css[2]

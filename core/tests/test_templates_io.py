@@ -484,3 +484,60 @@ def test_import_page_refuses_a_file_that_is_not_json(admin_client):
     assert response.context["form"].errors["file"] == [
         "The file is not valid JSON: Expecting value at line 1, column 22."
     ]
+
+
+# Hostile shapes (#17.6) ------------------------------------------------------------
+
+DEEP_JSON = '{"agent_templates": ' + "[" * 100_000 + "]" * 100_000 + "}"
+DEEP_YAML = "agent_templates: " + "[" * 100_000 + "]" * 100_000 + "\n"
+# Each level refers to the one above nine times: 9^9 values once expanded.
+LAUGHS_YAML = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    + [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    + ["agent_templates: *a9"]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "message"),
+    [
+        (DEEP_JSON, "deep.json", "is nested deeper than 20 levels"),
+        (DEEP_YAML, "deep.yaml", "is nested deeper than 20 levels"),
+        (
+            '{"agent_templates": ' + "[" * 30 + "]" * 30 + "}",
+            "deep.json",
+            "is nested deeper than 20 levels",
+        ),
+        (LAUGHS_YAML, "laughs.yaml", "is too large: more than 100,000 values"),
+    ],
+)
+def test_deeply_nested_or_exploding_files_are_refused_with_a_clear_error(text, name, message):
+    with pytest.raises(templates_io.TemplateFileError) as refused:
+        templates_io.loads(text, filename=name)
+
+    assert f"The file {message}" == f"The file is {refused.value}"
+
+
+@pytest.mark.parametrize(
+    ("text", "name"), [(DEEP_JSON, "deep.json"), (DEEP_YAML, "deep.yaml"), (LAUGHS_YAML, "l.yaml")]
+)
+def test_import_page_answers_a_hostile_file_with_a_form_error(admin_client, text, name):
+    url = reverse("admin:core_agenttemplate_import")
+
+    response = admin_client.post(url, {"file": SimpleUploadedFile(name, text.encode())})
+
+    assert response.status_code == 200
+    (error,) = response.context["form"].errors["file"]
+    assert error in (
+        "The file is nested deeper than 20 levels.",
+        "The file is too large: more than 100,000 values.",
+    )
+    assert not AgentTemplate.objects.exists()
+
+
+def test_import_command_refuses_a_deeply_nested_file(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text(DEEP_JSON)
+
+    with pytest.raises(CommandError, match="deep.json is nested deeper than 20 levels"):
+        call_command("import_templates", str(path))

@@ -9,6 +9,7 @@ Restore with ``manage.py restore_db FILE``. docs/DEPLOY.md has the schedule
 and the off-machine copy.
 """
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -20,6 +21,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PGDUMP_MAGIC = b"PGDMP"
+# Owner read/write only: backups hold API key hashes, settings and secrets.
+BACKUP_MODE = 0o600
 
 
 def vendor_of(db_settings):
@@ -33,13 +36,22 @@ def vendor_of(db_settings):
 
 def backup_kind(path):
     """ "sqlite" or "postgresql", from the first bytes of a backup file."""
-    with open(path, "rb") as handle:
-        head = handle.read(len(SQLITE_MAGIC))
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as error:
+        raise CommandError(f"cannot read the backup {path}: {error.strerror}") from error
     if head.startswith(SQLITE_MAGIC):
         return "sqlite"
     if head.startswith(PGDUMP_MAGIC):
         return "postgresql"
     raise CommandError(f"{path} is neither a SQLite backup nor a pg_dump custom-format file")
+
+
+def discard(path):
+    """Remove a partial backup, if there is one to remove."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def pg_tool(name):
@@ -86,17 +98,30 @@ class Command(BaseCommand):
         kind = vendor_of(connection.settings_dict)
         output = Path(output)
         partial = output.with_name(output.name + ".partial")
-        partial.unlink(missing_ok=True)
         try:
+            partial.unlink(missing_ok=True)
+            # Created 0600 before anything is written: a backup holds the
+            # site's secrets (encrypted passwords, settings) and must not be
+            # readable by other users whatever the umask.
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BACKUP_MODE))
             if kind == "sqlite":
                 self._sqlite(connection, partial)
             else:
                 self._postgresql(connection.settings_dict, partial)
+            os.chmod(partial, BACKUP_MODE)
+            # Only a complete backup takes the name.
+            os.replace(partial, output)
+        except OSError as error:
+            discard(partial)
+            raise CommandError(
+                f"cannot write the backup to {output}: {error.strerror or error}"
+            ) from error
+        except sqlite3.Error as error:
+            discard(partial)
+            raise CommandError(f"the SQLite backup to {output} failed: {error}") from error
         except BaseException:
-            partial.unlink(missing_ok=True)
+            discard(partial)
             raise
-        # Only a complete backup takes the name.
-        os.replace(partial, output)
         size = output.stat().st_size
         self.stdout.write(f"Backed up the {kind} database to {output} ({size:,} bytes).")
 

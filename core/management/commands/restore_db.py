@@ -8,6 +8,7 @@ the objects it restores first. pg_restore runs in one transaction: a
 restore that fails changes nothing.
 """
 
+import contextlib
 import sqlite3
 
 import environ
@@ -97,14 +98,34 @@ class Command(BaseCommand):
         return postgresql_tables(db_settings)
 
     @staticmethod
-    def _sqlite(backup, name):
-        source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
-        target = sqlite3.connect(name)
+    def _check_sqlite_backup(backup):
+        """Refuse a truncated or damaged backup before the target is touched."""
         try:
-            source.backup(target)
-        finally:
-            target.close()
-            source.close()
+            with contextlib.closing(sqlite3.connect(f"file:{backup}?mode=ro", uri=True)) as db:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        except sqlite3.Error as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise CommandError(
+                f"{backup} is not a complete SQLite backup (truncated or damaged: "
+                f"{problems[0]}); nothing was restored"
+            )
+
+    @classmethod
+    def _sqlite(cls, backup, name):
+        cls._check_sqlite_backup(backup)
+        try:
+            source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+            try:
+                target = sqlite3.connect(name)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            finally:
+                source.close()
+        except sqlite3.Error as error:
+            raise CommandError(f"restoring {backup} into {name} failed: {error}") from error
 
     @staticmethod
     def _postgresql(backup, db_settings, clean):
