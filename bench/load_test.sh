@@ -54,6 +54,7 @@ export DEBUG=false
 export SECRET_KEY="load-test-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
 export ALLOWED_HOSTS=127.0.0.1
 export SECURE_COOKIES=false
+export SECURE_SSL_REDIRECT=false  # wrk speaks plain http on loopback
 export STATIC_ROOT="$WORK/static"
 export GUNICORN_BIND="127.0.0.1:$PORT"
 export GUNICORN_ACCESS_LOG="$WORK/access.log"
