@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import import_bench  # noqa: E402  (manage, prepare_postgres, prepare_sqlite, run_import)
-from pages_bench import timed  # noqa: E402
+from pages_bench import measuring_client, timed  # noqa: E402
 
 WORK = Path(tempfile.gettempdir()) / "aa_importbrowse"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/aa_importbrowse"
@@ -232,29 +232,13 @@ def measure(runs):
     import django
 
     django.setup()
-    from django.conf import settings
     from django.db import connection
-    from django.test import Client
-    from django.test.utils import override_settings
 
-    from core.models import AppUser, User
+    from core.models import AppUser
     from usage import metrics
     from usage.rollups import ROLLUPS
 
-    override_settings(
-        ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
-        DEBUG=False,
-        STORAGES={
-            **settings.STORAGES,
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        },
-    ).enable()
-    connection.settings_dict["CONN_MAX_AGE"] = None
-    user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
-        "bench", "bench@example.com", None
-    )
-    client = Client()
-    client.force_login(user)
+    client = measuring_client()
     app_user = AppUser.objects.order_by("pk").values_list("pk", flat=True).first()
 
     def get(url):

@@ -748,20 +748,17 @@ def search_hits(word):
     return Message.objects.filter(content__icontains=word).count()
 
 
-def measure(database, size, runs, pages, priority=0, serial=False):
-    """Runs in the child: time every page, return {key: {median, p90, ...}}."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analyst_admin.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+def measuring_client():
+    """In a child with Django set up: production settings but plain static
+    files, one kept connection (as CONN_MAX_AGE does in production, so its
+    PostgreSQL backend can be given this process's priority), and a test
+    Client logged in as the superuser "bench"."""
     from django.conf import settings
     from django.db import connection
     from django.test import Client
     from django.test.utils import override_settings
 
     from core.models import User
-    from usage import metrics
 
     override_settings(
         ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"],
@@ -771,9 +768,27 @@ def measure(database, size, runs, pages, priority=0, serial=False):
             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
         },
     ).enable()
-    # Keep one connection for the whole run (as CONN_MAX_AGE does in production),
-    # so its PostgreSQL backend can be given this process's priority.
     connection.settings_dict["CONN_MAX_AGE"] = None
+    user = User.objects.filter(username="bench").first()
+    if user is None:
+        user = User.objects.create_superuser("bench", "bench@example.com", None)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def measure(database, size, runs, pages, priority=0, serial=False):
+    """Runs in the child: time every page, return {key: {median, p90, ...}}."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "analyst_admin.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from usage import metrics
+
+    client = measuring_client()
     backend_pid = None
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -785,11 +800,6 @@ def measure(database, size, runs, pages, priority=0, serial=False):
         os.setpriority(os.PRIO_PROCESS, 0, priority)
         if backend_pid:
             os.setpriority(os.PRIO_PROCESS, backend_pid, priority)
-    user = User.objects.filter(username="bench").first()
-    if user is None:
-        user = User.objects.create_superuser("bench", "bench@example.com", None)
-    client = Client()
-    client.force_login(user)
 
     def get(url):
         def request():
