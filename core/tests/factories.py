@@ -46,8 +46,10 @@ from usage.models import (
     DailyTotal,
     DailyTotalLatency,
     DailyUsage,
+    Delivery,
     ModelPrice,
     ModelUsage,
+    Notification,
     NotificationChannel,
     PerformanceMetric,
     QueryAnalytics,
@@ -395,6 +397,35 @@ class NotificationChannelFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"channel {n}")
     kind = "email"
     target = factory.Sequence(lambda n: f"alerts{n}@example.com")
+
+
+class NotificationFactory(factory.django.DjangoModelFactory):
+    """A budget threshold the spend watch found (and sends once)."""
+
+    class Meta:
+        model = Notification
+
+    kind = "budget"
+    key = factory.Sequence(lambda n: f"budget:{n}")
+    period = dt.date(2024, 1, 1)
+    threshold = "80"
+    subject = factory.Sequence(lambda n: f"Budget {n}: 80 % spent")
+    body = "80 % of the monthly limit is spent."
+    payload = factory.LazyFunction(lambda: {"share": 0.8})
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    """A notification sent on a channel."""
+
+    class Meta:
+        model = Delivery
+
+    notification = factory.SubFactory(NotificationFactory)
+    channel = factory.SubFactory(NotificationChannelFactory)
+    kind = "email"
+    recipient = factory.LazyAttribute(lambda o: o.channel.target if o.channel else "x@example.com")
+    status = "sent"
+    attempts = 1
 
 
 class RollupRowFactory(factory.django.DjangoModelFactory):

@@ -22,12 +22,14 @@ from core import crypto
 from core.apikeys import hash_api_key
 from core.models import ApiKey, AuditLog, DatabaseConnection, SystemConfig
 from ingest.tests.test_api_auth import post
+from usage.models import NotificationChannel
 
 from . import factories as f
 
 pytestmark = pytest.mark.django_db
 
 DB_PASSWORD = "pg-Pl41nT3xt-db-password-4711"
+WEBHOOK_SECRET = "whsec-planted-secret-5150"
 APP_PASSWORD_HASH = "pbkdf2_sha256$720000$Pl41nSalt$apphash-secret-4711"
 REFRESH_TOKEN_HASH = "41d8Pl41nT0kenHash98ecf8427e0b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b"
 CONFIG_SECRET = "sk-live-Pl41nC0nfig-4711"
@@ -288,6 +290,23 @@ def secrets_world(client, superuser):
     assert key.key_hash == hash_api_key(raw_key)  # stored hashed, never raw
     assert raw_key not in {key.key_hash, key.key_prefix}
 
+    # A webhook's signing secret, typed in once (issue #20's spend alerts).
+    client.post(
+        reverse("admin:usage_notificationchannel_add"),
+        {
+            "name": "ops webhook",
+            "kind": "webhook",
+            "target": "https://hooks.example.com/analyst-admin",
+            "new_secret": WEBHOOK_SECRET,
+            "budget_alerts": "on",
+            "anomaly_alerts": "on",
+            "is_active": "on",
+        },
+    )
+    channel = NotificationChannel.objects.get(name="ops webhook")
+    assert channel.get_secret() == WEBHOOK_SECRET
+    assert WEBHOOK_SECRET not in channel.encrypted_secret
+
     chat = f.ChatFactory(user=app_user, organization=org)
     answer = f.MessageFactory(chat=chat, role="assistant")
     f.MessageFeedbackFactory(message=answer, rating=2)
@@ -307,6 +326,8 @@ def secrets_world(client, superuser):
             "refresh token hash": REFRESH_TOKEN_HASH,
             "sensitive setting": CONFIG_SECRET,
             "sensitive setting, replaced": CONFIG_SECRET_NEW,
+            "webhook signing secret": WEBHOOK_SECRET,
+            "webhook signing secret ciphertext": channel.encrypted_secret,
         },
         "app_user": app_user,
         "org": org,
@@ -361,6 +382,12 @@ def test_no_custom_page_shows_a_secret(client, secrets_world):
         reverse("review:transcript", args=[secrets_world["chat"].pk]),
         reverse("review:feedback_queue"),
         reverse("review:search") + "?q=sales",
+        # the pages the open issues of this round added
+        reverse("watch:alerts"),
+        reverse("queues:list"),
+        reverse("quality:reviews"),
+        reverse("quality:code") + "?period=90d",
+        reverse("reports:list"),
         reverse("api-docs"),
         "/api/v1/openapi.json",
         reverse("admin:autocomplete")
