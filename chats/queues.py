@@ -54,16 +54,26 @@ def _audit(request, action, obj=None, old=None, new=None):
 # Which messages a rule takes ------------------------------------------------
 
 
-def sample_bucket(queue_id, message_id):
+def sample_bucket(queue_key, message_key):
     """0 … 9999, from a hash of the queue and the message: the same message
     always falls in the same bucket, so a sample is stable across fills."""
-    digest = hashlib.blake2b(f"{queue_id}:{message_id}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{queue_key}:{message_key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % SAMPLE_BUCKETS
 
 
-def in_sample(queue, message_id):
+def message_key(source_name, source_pk, pk):
+    """A message's identity for sampling: where it came from (its source and
+    key there) rather than our id, so the same data gives the same sample in
+    any database; our id for a message of no source."""
+    return f"{source_name}:{source_pk}" if source_pk else f"id:{pk}"
+
+
+def in_sample(queue, row):
+    """``row``: a message's id, source__name and source_pk. The queue is
+    known by its name (renaming a sample queue draws a new sample)."""
     threshold = int((queue.sample_percent or 0) * SAMPLE_BUCKETS / 100)
-    return sample_bucket(queue.pk, message_id) < threshold
+    key = message_key(row["source__name"], row["source_pk"], row["id"])
+    return sample_bucket(queue.name, key) < threshold
 
 
 def _usage_model():
@@ -135,8 +145,8 @@ def _matches(queue, messages):
             last.setdefault(r["chat_id"], r)
         return [(r, f"chat cost {r['chat_spend']:.4f}") for r in last.values()]
     if rule == Rule.SAMPLE:
-        rows = messages.values(*fields)
-        return [(r, f"sampled {queue.sample_percent} %") for r in rows if in_sample(queue, r["id"])]
+        rows = messages.values(*fields, "source__name", "source_pk")
+        return [(r, f"sampled {queue.sample_percent} %") for r in rows if in_sample(queue, r)]
     return []
 
 

@@ -118,7 +118,8 @@ def test_sample_is_deterministic_and_near_its_share():
     queues.fill(queue)
     taken = queued(queue)
 
-    expected = [m.pk for m in msgs if queues.sample_bucket(queue.pk, m.pk) < 2500]
+    keys = {m.pk: queues.message_key(m.source and m.source.name, m.source_pk, m.pk) for m in msgs}
+    expected = [m.pk for m in msgs if queues.sample_bucket(queue.name, keys[m.pk]) < 2500]
     assert taken == expected
     assert 60 <= len(taken) <= 140
     for model in ("gpt-4o", "claude"):  # per model too

@@ -5,7 +5,10 @@ it; j/k move between items. Screenshots: test-artifacts/review-item.png,
 test-artifacts/review-help.png and test-artifacts/review-queue-done.png.
 """
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.hashers import make_password
 from django.db.models import Count
 
@@ -29,6 +32,10 @@ def reviewer(_role_groups):  # noqa: F811
 
 @pytest.fixture
 def queue():
+    # The taxonomy comes from a data migration; a transactional test before
+    # this one may have flushed it, so put it back as the migration does.
+    taxonomy = importlib.import_module("chats.migrations.0007_review_taxonomy_groups")
+    taxonomy.add_taxonomy(django_apps, None)
     queue = ReviewQueue.objects.create(
         name="Low ratings", rule=ReviewQueue.Rule.LOW_RATING, max_rating=2
     )

@@ -351,6 +351,11 @@ def span_call(span):
         "gen_ai.usage.reasoning.output_tokens",
     ):
         read.tokens(name)
+    if prompt is not None and completion is not None:
+        # the ledger's total is their sum, and it is held to the same bound
+        problem = bounds.tokens_problem(prompt + completion)
+        if problem:
+            read.problems.append(f"input + output tokens: {problem}")
     cost = read.cost("gen_ai.usage.cost")
     conversation = read.text("gen_ai.conversation.id", 100)
     user = read.text("user.id", 100, integers=True) or read.text("enduser.id", 100, integers=True)

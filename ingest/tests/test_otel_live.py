@@ -66,7 +66,17 @@ CALLS = [
         "conv-2",
         "bob",
     ),
-    ("claude-3-5-sonnet", "anthropic", 10**9, 10**9, None, ns(2024, 5, 2), 61_000, None, None),
+    (  # a call at the bound: 10^9 tokens in all
+        "claude-3-5-sonnet",
+        "anthropic",
+        6 * 10**8,
+        4 * 10**8,
+        None,
+        ns(2024, 5, 2),
+        61_000,
+        None,
+        None,
+    ),
     ("local-llama", "ollama", 400, 100, None, ns(2024, 5, 2, 0, 0, 1), 30, "conv-2", None),
 ]
 

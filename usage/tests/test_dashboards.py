@@ -775,8 +775,11 @@ def test_query_counts_do_not_grow_with_rows(
     with django_assert_num_queries(ADMIN_REQUEST + 19):
         assert client.get(OVERVIEW, {"period": "30d"}).status_code == 200
     # Models: filter-bar choices (2); roll-up sums per model (1); latency
-    # histograms per model (1); ratings, code executions, mistakes (3); selects (2).
-    with django_assert_num_queries(ADMIN_REQUEST + 9):
+    # histograms per model (1); ratings, code executions, mistakes (3); selects (2);
+    # quality from reviews (usage.review_metrics, 5, whatever the rows): error
+    # rates by model and by source, judged answers, their categories, and the
+    # reviewed chats per model and month for the cost per good answer.
+    with django_assert_num_queries(ADMIN_REQUEST + 14):
         assert client.get(MODELS, {"period": "30d", "sort": "-p95"}).status_code == 200
     # App user: the app user (1); choices (2); headline (6); cost per day (1);
     # cost by model (1); budget and the user's spend (2); selects (2); latest
