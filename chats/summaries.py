@@ -1,9 +1,9 @@
 """A chat's summary columns (message_count, last_message_at), recomputed
 from its messages.
 
-The ingest API refreshes them after every batch (ingest/api/writers.py does
-the same update); the admin does after a message is added, moved to another
-chat or deleted, for the chats on both sides of the move.
+The ingest API refreshes them after every batch of chats; the admin does
+after a message is added, moved to another chat or deleted, for the chats on
+both sides of the move.
 """
 
 from django.db.models import Count, Max, OuterRef, Subquery

@@ -9,10 +9,11 @@ left alone, a changed one is updated.
 """
 
 from django.db import transaction
-from django.db.models import Count, F, Max, OuterRef, Subquery
-from django.db.models.functions import Coalesce, Lower
+from django.db.models import F
+from django.db.models.functions import Lower
 
 from chats.models import Chat, Message, MessageFeedback
+from chats.summaries import refresh_chat_summaries
 from core.models import AppUser, Organization
 from ingest.upsert import upsert_by_source
 from usage.ledger import upsert_usage
@@ -180,15 +181,6 @@ def _create_organizations(source, slugs, found):
     return found | {org.slug: org.pk for org in new}
 
 
-def _refresh_chat_summaries(chat_pks):
-    """last_message_at and message_count of the chats, from their messages."""
-    messages = Message.objects.filter(chat=OuterRef("pk")).order_by().values("chat")
-    Chat.objects.filter(pk__in=chat_pks).update(
-        last_message_at=Subquery(messages.annotate(last=Max("created_at")).values("last")),
-        message_count=Coalesce(Subquery(messages.annotate(n=Count("pk")).values("n")), 0),
-    )
-
-
 @transaction.atomic
 def write_chats(source, items):
     """Chats with their messages, creating or updating the app users sent as objects."""
@@ -248,7 +240,7 @@ def write_chats(source, items):
             for message in chat.messages
         },
     )
-    _refresh_chat_summaries(chat_pks.values())
+    refresh_chat_summaries(chat_pks.values())
     return {**chat_counts, "messages": message_counts, "users": user_counts}
 
 
