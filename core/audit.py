@@ -30,7 +30,7 @@ def client_ip(request):
     if proxies <= 0:
         return remote
     forwarded = [
-        part for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()
+        part for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()
     ]
     if len(forwarded) < proxies:
         return remote

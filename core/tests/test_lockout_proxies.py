@@ -29,7 +29,7 @@ def admin_account():
 
 def via_proxy(forwarded_for):
     """A browser behind nginx: the socket is the proxy's, the header nginx's."""
-    return Client(REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded_for)
+    return Client(REMOTE_ADDR=PROXY, headers={"x-forwarded-for": forwarded_for})
 
 
 def login(client, password):
@@ -73,9 +73,11 @@ def test_a_client_cannot_dodge_the_lockout_by_writing_x_forwarded_for(settings, 
 def test_without_trusted_proxies_the_header_is_ignored(settings, admin_account):
     settings.TRUSTED_PROXY_COUNT = 0
     for n in range(5):
-        login(Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}"), "guess")
+        login(
+            Client(REMOTE_ADDR="203.0.113.9", headers={"x-forwarded-for": f"10.0.0.{n}"}), "guess"
+        )
 
-    spoofed = Client(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    spoofed = Client(REMOTE_ADDR="203.0.113.9", headers={"x-forwarded-for": "198.51.100.7"})
     elsewhere = Client(REMOTE_ADDR="198.51.100.7")
 
     assert login(spoofed, PASSWORD).status_code == 429

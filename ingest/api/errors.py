@@ -184,7 +184,7 @@ def _chunked(request):
     encoding = request.headers.get("transfer-encoding", "").lower()
     return (
         "chunked" in encoding
-        and not request.META.get("CONTENT_LENGTH")
+        and not request.headers.get("content-length")
         and "wsgi.input" in request.META
     )
 
