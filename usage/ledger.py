@@ -356,14 +356,16 @@ class _Retry(Exception):  # noqa: N818 (control flow, never escapes)
     pass
 
 
-def _lock_and_insert(source, usages, attempts=20):
+def _lock_and_insert(source, usages, insert=None, attempts=20):
     """Lock the existing rows of ``usages`` (in id order) and insert the new
-    ones (in source_pk order): ({source_pk: locked row}, [inserted rows]).
+    ones (in source_pk order, with ``insert``: ``_insert_new`` or the COPY
+    path's ``_copy_insert``): ({source_pk: locked row}, [inserted rows]).
 
     If a concurrent writer inserted one of them between our lock and our
     insert, the attempt is rolled back to its savepoint — releasing every
     lock it took — and made again, so a transaction never waits for a lock
     out of order while holding rows (no deadlock)."""
+    insert = insert or _insert_new
     pks = [u.source_pk for u in usages]
     for attempt in range(attempts):
         try:
@@ -373,8 +375,9 @@ def _lock_and_insert(source, usages, attempts=20):
                     for row in _locked(ModelUsage.objects.filter(source=source, source_pk__in=pks))
                 }
                 pending = [u for u in usages if u.source_pk not in existing]
-                created = _insert_new(source, pending)
-                late = [u.source_pk for u in pending if u.pk is None]
+                created = insert(source, pending)
+                done = {u.source_pk for u in created}
+                late = [u.source_pk for u in pending if u.source_pk not in done]
                 if late and attempt < attempts - 1:
                     raise _Retry
                 if late:  # contended beyond reason: lock them now
@@ -388,8 +391,28 @@ def _lock_and_insert(source, usages, attempts=20):
         except _Retry:
             for usage in pending:
                 usage.pk = None
-                usage._state.adding = True
+                if hasattr(usage, "_state"):
+                    usage._state.adding = True
     raise AssertionError("unreachable")
+
+
+def _compare(existing, usages, created):
+    """Set the existing rows' values from ``usages``: (changed rows, unchanged
+    rows, snapshots of the changed rows as they were)."""
+    done = {u.source_pk for u in created}
+    changed, unchanged, before = [], [], []
+    for usage in usages:
+        if usage.source_pk in done:
+            continue
+        old = existing[usage.source_pk]
+        if any(getattr(old, f) != getattr(usage, f) for f in UPDATABLE):
+            before.append(_snapshot(old))
+            for field in UPDATABLE:
+                setattr(old, field, getattr(usage, field))
+            changed.append(old)
+        else:
+            unchanged.append(old)
+    return changed, unchanged, before
 
 
 def upsert_usage(source, usages, price_book=None, batch_size=2000):
@@ -407,19 +430,7 @@ def upsert_usage(source, usages, price_book=None, batch_size=2000):
         prepare(usages, price_book)
         _refuse(usages)
         existing, created = _lock_and_insert(source, usages)
-        done = {u.source_pk for u in created}
-        changed, unchanged, before = [], [], []
-        for usage in usages:
-            if usage.source_pk in done:
-                continue
-            old = existing[usage.source_pk]
-            if any(getattr(old, f) != getattr(usage, f) for f in UPDATABLE):
-                before.append(_snapshot(old))
-                for field in UPDATABLE:
-                    setattr(old, field, getattr(usage, field))
-                changed.append(old)
-            else:
-                unchanged.append(old)
+        changed, unchanged, before = _compare(existing, usages, created)
         if changed:
             ModelUsage.objects.bulk_update(changed, UPDATABLE, batch_size=batch_size)
         Deltas().add(before, sign=-1).add(changed).add(created).apply()
@@ -577,22 +588,52 @@ def _copy(table, rows):
             )
 
 
-def copy_new(source, wanted, price_book):
-    """Insert the rows of ``wanted`` ({source_pk: ledger field values}) that
-    are new, with COPY, and move the roll-ups by exactly those rows, grouped
-    in the database. Returns [(source_pk, id)] of the rows inserted; the
-    others (already there) are for ``upsert_usage``. PostgreSQL only."""
+def _copy_insert(source, rows):
+    """The COPY path's ``_insert_new``: COPY ``rows`` into the staging table,
+    insert those that are new; sets ``pk`` of each row inserted and returns
+    them. The inserted rows stay in the INSERTED table for ``_upsert_from``."""
+    by_pk = {row.source_pk: row for row in rows}
+    with connection.cursor() as cursor:
+        for statement in _temp_tables_sql():
+            cursor.execute(statement)
+        if not rows:
+            return []
+        _copy(STAGING, rows)
+        cursor.execute(COPY_SQL)
+        cursor.execute(f"SELECT source_pk, id FROM {INSERTED}")  # noqa: S608
+        inserted = []
+        for source_pk, pk in cursor.fetchall():
+            row = by_pk[source_pk]
+            row.pk = pk
+            inserted.append(row)
+    return inserted
+
+
+def copy_upsert(source, wanted, price_book):
+    """``upsert_usage`` for the big batches of an import on PostgreSQL.
+
+    ``wanted`` is {source_pk: ledger field values}. New rows go in with COPY
+    (no model instance each); existing ones are locked first and updated
+    when they changed, as in ``upsert_usage``. The roll-ups then move once,
+    keys in the writers' order: for a batch of new rows alone (a first
+    import) by sums grouped in the database, otherwise by deltas summed in
+    Python. Taking every ledger lock before any roll-up key, in one roll-up
+    pass, keeps a batch from deadlocking with the API's writers. Returns
+    {"created", "updated", "unchanged"} as ``upsert_usage`` does (created
+    rows as ``LedgerRow``s)."""
     rows = [LedgerRow(**values, source_id=source.pk, source_pk=pk) for pk, values in wanted.items()]
     prepare(rows, price_book)
     _refuse(rows)
-    with transaction.atomic(), _writing(), connection.cursor() as cursor:
-        for statement in _temp_tables_sql():
-            cursor.execute(statement)
-        _copy(STAGING, rows)
-        cursor.execute(COPY_SQL)
-        _upsert_from(cursor, INSERTED)
-        cursor.execute(f"SELECT source_pk, id FROM {INSERTED}")  # noqa: S608
-        return cursor.fetchall()
+    with transaction.atomic(), _writing():
+        existing, created = _lock_and_insert(source, rows, insert=_copy_insert)
+        changed, unchanged, before = _compare(existing, rows, created)
+        if changed:
+            ModelUsage.objects.bulk_update(changed, UPDATABLE, batch_size=2000)
+            Deltas().add(before, sign=-1).add(changed).add(created).apply()
+        elif created:
+            with connection.cursor() as cursor:
+                _upsert_from(cursor, INSERTED)
+    return {"created": created, "updated": changed, "unchanged": unchanged}
 
 
 def _upsert_from(cursor, relation):

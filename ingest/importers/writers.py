@@ -38,10 +38,9 @@ class LedgerWriter:
     daily roll-ups in the same transaction.
 
     On SQLite every row goes through ``ledger.upsert_usage``. On PostgreSQL a
-    batch takes the COPY path, ``ledger.copy_new``: the rows that are new go
-    in with COPY and their roll-ups move by sums grouped in the database;
-    rows that already existed then go through ``upsert_usage`` to be
-    compared and updated.
+    batch takes the COPY path, ``ledger.copy_upsert``: the same result, with
+    the rows that are new going in with COPY and, in a first import, their
+    roll-ups moving by sums grouped in the database.
     """
 
     def __init__(self, source, price_book, use_copy=None):
@@ -68,25 +67,23 @@ class LedgerWriter:
                 wanted[record.source_pk] = (record, values)
         if not wanted:
             return
-        states = {}
         if self.use_copy:
-            inserted = self.copy_new({pk: values for pk, (_, values) in wanted.items()})
-            states.update((pk, ("created", row_id)) for pk, row_id in inserted)
-        rows = [
-            ModelUsage(source=self.source, source_pk=pk, **values)
-            for pk, (_, values) in wanted.items()
-            if pk not in states
-        ]
-        if rows:
+            result = self.copy_upsert({pk: values for pk, (_, values) in wanted.items()})
+        else:
+            rows = [
+                ModelUsage(source=self.source, source_pk=pk, **values)
+                for pk, (_, values) in wanted.items()
+            ]
             result = ledger.upsert_usage(self.source, rows, price_book=self.price_book)
-            for state in ("created", "updated", "unchanged"):
-                states.update((u.source_pk, (state, u.pk)) for u in result[state])
+        states = {}
+        for state in ("created", "updated", "unchanged"):
+            states.update((u.source_pk, (state, u.pk)) for u in result[state])
         for source_pk, (record, _) in wanted.items():
             record.usage_state, record.usage_id = states[source_pk]
 
-    def copy_new(self, wanted):
-        """Insert the rows of ``wanted`` that are new; [(source_pk, id)] of those."""
-        return ledger.copy_new(self.source, wanted, self.price_book)
+    def copy_upsert(self, wanted):
+        """The COPY path's upsert of a batch (``ledger.copy_upsert``)."""
+        return ledger.copy_upsert(self.source, wanted, self.price_book)
 
 
 def analyze(*models):

@@ -169,15 +169,16 @@ def test_reimport_does_not_count_ledger_rows_twice_in_the_roll_up(tmp_path, pric
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY exists on PostgreSQL only")
 def test_new_ledger_rows_are_copied_on_postgresql(tmp_path, prices, monkeypatch):
     copied = []
-    copy_new = LedgerWriter.copy_new
+    copy_upsert = LedgerWriter.copy_upsert
 
     def spy(self, fresh):
-        copied.append(len(fresh))
-        return copy_new(self, fresh)
+        result = copy_upsert(self, fresh)
+        copied.append((len(fresh), len(result["created"])))
+        return result
 
-    monkeypatch.setattr(LedgerWriter, "copy_new", spy)
+    monkeypatch.setattr(LedgerWriter, "copy_upsert", spy)
     run_import("auto_analyst", build_sqlite("auto_analyst", tmp_path / "a.db"), tmp_path / "r")
 
-    assert copied == [6]  # one batch, six good rows, none through upsert_usage
+    assert copied == [(6, 6)]  # one batch, six good rows, all through COPY
     assert ModelUsage.objects.count() == 6
     assert_roll_ups_match_the_ledger()

@@ -1,7 +1,8 @@
 """Exact under concurrent writers (PostgreSQL): eight threads, each with its
 own connection, insert, update and delete the same ledger ids through every
-write function at once; afterwards every roll-up key equals plain SQL over
-the ledger, and no writer hit a deadlock or lost an update."""
+write function at once (the importer's COPY path included); afterwards every
+roll-up key equals plain SQL over the ledger, and no writer hit a deadlock or
+lost an update."""
 
 import contextlib
 import datetime as dt
@@ -10,7 +11,7 @@ import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 from core.models import Source
 from usage import ledger
@@ -44,6 +45,24 @@ def _row(rng, source_pk):
     )
 
 
+LEDGER_VALUES = [f.attname for f in ModelUsage._meta.concrete_fields if not f.primary_key]
+
+
+def _copy_batch(source, rows, book):
+    """What ingest.importers.writers.LedgerWriter does with a batch on
+    PostgreSQL, in the batch's one transaction."""
+    wanted = {
+        row.source_pk: {
+            name: getattr(row, name)
+            for name in LEDGER_VALUES
+            if name not in ("source_id", "source_pk", "user_id", "chat_id", "organization_id")
+        }
+        for row in rows
+    }
+    with transaction.atomic():
+        ledger.copy_upsert(source, wanted, book)
+
+
 def _writer(seed, source_pk, errors, barrier):
     rng = random.Random(seed)
     source = Source.objects.get(pk=source_pk)
@@ -53,8 +72,10 @@ def _writer(seed, source_pk, errors, barrier):
         for _ in range(ROUNDS):
             action = rng.random()
             ids = rng.sample(IDS, rng.randrange(1, 8))
-            if action < 0.6:  # insert or update (API, importer batch)
+            if action < 0.45:  # insert or update (API, importer batch on SQLite)
                 ledger.upsert_usage(source, [_row(rng, pk) for pk in ids], price_book=book)
+            elif action < 0.6:  # an importer batch on PostgreSQL: COPY the new, upsert the rest
+                _copy_batch(source, [_row(rng, pk) for pk in ids], book)
             elif action < 0.75:  # delete (admin)
                 ledger.delete_usage(ModelUsage.objects.filter(source=source, source_pk__in=ids))
             elif action < 0.9:  # edit one row by hand (admin)
