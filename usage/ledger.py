@@ -609,24 +609,47 @@ def _copy_insert(source, rows):
     return inserted
 
 
-def copy_upsert(source, wanted, price_book):
+def _copy_all_new(source, rows):
+    """COPY ``rows`` with no lock taken first: the rows inserted if every one
+    of them was new, else None with nothing kept (the savepoint rolled back).
+
+    Safe without locks: an insert waits only on another writer's uncommitted
+    insert of the same key, and writers insert in one key order before they
+    touch any roll-up key, so no wait closes a cycle."""
+    try:
+        with transaction.atomic():  # a savepoint
+            created = _copy_insert(source, rows)
+            if len(created) < len(rows):
+                raise _Retry
+            return created
+    except _Retry:
+        for row in rows:
+            row.pk = None
+        return None
+
+
+def copy_upsert(source, wanted, price_book, optimistic=True):
     """``upsert_usage`` for the big batches of an import on PostgreSQL.
 
     ``wanted`` is {source_pk: ledger field values}. New rows go in with COPY
-    (no model instance each); existing ones are locked first and updated
+    (no model instance each). With ``optimistic`` a batch is first tried as
+    all new (a first import: no lookup of the ledger at all); otherwise, or
+    when some rows existed, the existing rows are locked first and updated
     when they changed, as in ``upsert_usage``. The roll-ups then move once,
-    keys in the writers' order: for a batch of new rows alone (a first
-    import) by sums grouped in the database, otherwise by deltas summed in
-    Python. Taking every ledger lock before any roll-up key, in one roll-up
-    pass, keeps a batch from deadlocking with the API's writers. Returns
-    {"created", "updated", "unchanged"} as ``upsert_usage`` does (created
-    rows as ``LedgerRow``s)."""
+    keys in the writers' order: for new rows alone by sums grouped in the
+    database, otherwise by deltas summed in Python. Every ledger lock is
+    taken before any roll-up key, in one roll-up pass, so a batch cannot
+    deadlock with the API's writers. Returns {"created", "updated",
+    "unchanged"} as ``upsert_usage`` does (created rows as ``LedgerRow``s)."""
     rows = [LedgerRow(**values, source_id=source.pk, source_pk=pk) for pk, values in wanted.items()]
     prepare(rows, price_book)
     _refuse(rows)
     with transaction.atomic(), _writing():
-        existing, created = _lock_and_insert(source, rows, insert=_copy_insert)
-        changed, unchanged, before = _compare(existing, rows, created)
+        created = _copy_all_new(source, rows) if optimistic else None
+        changed = unchanged = []
+        if created is None:
+            existing, created = _lock_and_insert(source, rows, insert=_copy_insert)
+            changed, unchanged, before = _compare(existing, rows, created)
         if changed:
             ModelUsage.objects.bulk_update(changed, UPDATABLE, batch_size=2000)
             Deltas().add(before, sign=-1).add(changed).add(created).apply()

@@ -47,6 +47,8 @@ class LedgerWriter:
         self.source = source
         self.price_book = price_book
         self.use_copy = connection.vendor == "postgresql" if use_copy is None else use_copy
+        # Try each COPY batch as all new until one turns out to hold known rows.
+        self.all_new = True
 
     def write(self, records, attribute="usage"):
         """Write ``getattr(record, attribute)`` (ledger field values) of each record.
@@ -83,7 +85,9 @@ class LedgerWriter:
 
     def copy_upsert(self, wanted):
         """The COPY path's upsert of a batch (``ledger.copy_upsert``)."""
-        return ledger.copy_upsert(self.source, wanted, self.price_book)
+        result = ledger.copy_upsert(self.source, wanted, self.price_book, optimistic=self.all_new)
+        self.all_new = len(result["created"]) == len(wanted)
+        return result
 
 
 def analyze(*models):

@@ -48,7 +48,7 @@ def _row(rng, source_pk):
 LEDGER_VALUES = [f.attname for f in ModelUsage._meta.concrete_fields if not f.primary_key]
 
 
-def _copy_batch(source, rows, book):
+def _copy_batch(source, rows, book, optimistic):
     """What ingest.importers.writers.LedgerWriter does with a batch on
     PostgreSQL, in the batch's one transaction."""
     wanted = {
@@ -60,7 +60,7 @@ def _copy_batch(source, rows, book):
         for row in rows
     }
     with transaction.atomic():
-        ledger.copy_upsert(source, wanted, book)
+        ledger.copy_upsert(source, wanted, book, optimistic=optimistic)
 
 
 def _writer(seed, source_pk, errors, barrier):
@@ -75,7 +75,7 @@ def _writer(seed, source_pk, errors, barrier):
             if action < 0.45:  # insert or update (API, importer batch on SQLite)
                 ledger.upsert_usage(source, [_row(rng, pk) for pk in ids], price_book=book)
             elif action < 0.6:  # an importer batch on PostgreSQL: COPY the new, upsert the rest
-                _copy_batch(source, [_row(rng, pk) for pk in ids], book)
+                _copy_batch(source, [_row(rng, pk) for pk in ids], book, rng.random() < 0.5)
             elif action < 0.75:  # delete (admin)
                 ledger.delete_usage(ModelUsage.objects.filter(source=source, source_pk__in=ids))
             elif action < 0.9:  # edit one row by hand (admin)
