@@ -49,8 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import import_bench  # noqa: E402  (manage, prepare_postgres, prepare_sqlite, run_import)
 from pages_bench import measuring_client, timed  # noqa: E402
 
-WORK = Path(tempfile.gettempdir()) / "aa_importbrowse"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/aa_importbrowse"
+# BENCH_WORK and BENCH_PG_URL let two runs side by side keep apart.
+WORK = Path(os.environ.get("BENCH_WORK", Path(tempfile.gettempdir()) / "aa_importbrowse"))
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/aa_importbrowse")
 
 MODELS = [
     ("gpt-4o-mini", "openai"),
@@ -375,8 +376,9 @@ def main():
         measured = run_child(url, args.runs, WORK / f"{database}.json")
         report(database, imported, measured)
         if not args.keep and database == "postgres":
-            with psycopg.connect(PG_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
-                c.execute("DROP DATABASE IF EXISTS aa_importbrowse WITH (FORCE)")
+            server, name = PG_URL.rsplit("/", 1)
+            with psycopg.connect(server + "/postgres", autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
