@@ -139,14 +139,7 @@ def aggregate_latency(queryset, rollup):
         )
 
 
-# -- writing: usage.ledger ---------------------------------------------------------
-
-
-def rebuild():
-    """Recompute every roll-up from the ledger (``usage.ledger.rebuild``)."""
-    from . import ledger  # noqa: PLC0415 (ledger imports this module)
-
-    return ledger.rebuild()
+# -- names ------------------------------------------------------------------------------
 
 
 def rollup_name(rollup):

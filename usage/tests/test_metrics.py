@@ -848,7 +848,7 @@ def test_one_row_per_key_and_rebuild_change_no_figure(awkward, time_zone):
         "day", "model_name", "provider", "organization_id", "source_id", "user_id"
     )
     assert len(keys) == len(set(keys))  # writers upsert by key: nothing to merge
-    rollups.rebuild()
+    ledger.rebuild()
     assert snapshot(awkward) == before
 
 
@@ -858,7 +858,7 @@ def test_rebuild_after_changing_the_zone_cuts_days_in_the_new_zone(awkward, sett
     period, ann = Period(dt.date(2024, 3, 13), dt.date(2024, 3, 14)), awkward.ann.pk
     stale = dict(metrics.cost_per_day(period, Scope(user_id=ann)))
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     raw = Raw(other)
     fresh = dict(metrics.cost_per_day(period, Scope(user_id=ann)))

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from core.tests.factories import AppUserFactory, ModelUsageFactory, OrganizationFactory
-from usage import ledger, rollups
+from usage import ledger
 from usage.models import DailyLatency, DailyUsage, ModelUsage
 
 pytestmark = pytest.mark.django_db
@@ -101,7 +101,7 @@ def _days(**filters):
 def test_rebuild_equals_plain_sql_group_by_per_model(settings, awkward_ledger):
     settings.TIME_ZONE = "UTC"
 
-    written = rollups.rebuild()["DailyUsage"]
+    written = ledger.rebuild()["DailyUsage"]
 
     assert _rollup_by_model_sql() == _ledger_by_model_sql()
     assert _ledger_by_model_sql() == [
@@ -125,7 +125,7 @@ def test_rebuild_equals_plain_sql_group_by_per_model(settings, awkward_ledger):
 def test_rebuild_per_user_equals_plain_sql_with_anonymous_rows(settings, awkward_ledger):
     settings.TIME_ZONE = "UTC"
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -154,7 +154,7 @@ def test_rebuild_cuts_days_at_utc_midnight(settings, awkward_ledger):
     settings.TIME_ZONE = "UTC"
     ann = awkward_ledger[0].user
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     # 23:59:59 stays on 1 March, 00:00:00 starts 2 March.
     assert _days(user=ann, model_name="gpt-4o") == [
@@ -174,7 +174,7 @@ def test_rebuild_in_new_york_puts_0300_utc_on_previous_local_day(settings):
     ModelUsageFactory(user=user, timestamp=_at(2024, 3, 2, 4, 59, 59))  # 1 Mar 23:59:59
     ModelUsageFactory(user=user, timestamp=_at(2024, 3, 2, 5, 0, 0))  # 2 Mar 00:00 local
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     assert _days(user=user) == [(dt.date(2024, 3, 1), 2), (dt.date(2024, 3, 2), 1)]
 
@@ -182,7 +182,7 @@ def test_rebuild_in_new_york_puts_0300_utc_on_previous_local_day(settings):
 def test_rebuild_latency_histogram_counts_timed_rows(settings, awkward_ledger):
     settings.TIME_ZONE = "UTC"
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -203,11 +203,11 @@ def test_rebuild_latency_histogram_counts_timed_rows(settings, awkward_ledger):
 
 def test_rebuild_replaces_previous_rollup(settings, awkward_ledger):
     settings.TIME_ZONE = "UTC"
-    rollups.rebuild()
+    ledger.rebuild()
     with ledger.unchecked():  # rows gone behind the roll-ups' back: a repair's case
         ModelUsage.objects.filter(model_name="llama-3-70b").delete()
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     assert not DailyUsage.objects.filter(model_name="llama-3-70b").exists()
     assert _rollup_by_model_sql() == _ledger_by_model_sql()
@@ -233,7 +233,7 @@ def test_rows_added_through_ledger_keep_rollup_equal_to_rebuild(settings):
         )
     incremental = _rollup_by_model_sql()
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     assert incremental == _rollup_by_model_sql() == _ledger_by_model_sql()
     assert incremental == [("gpt-4o", "openai", 2, 4500, 20, 4520, Decimal("0.02"), 0)]

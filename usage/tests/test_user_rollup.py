@@ -108,7 +108,7 @@ def test_writers_and_rebuild_agree_on_days_and_months(awkward):
     assert len(keys) == len(set(keys))
     by_writers = {span: merged(span) for span in ("day", "month")}
 
-    rollups.rebuild()
+    ledger.rebuild()
 
     assert {span: rows(span) for span in ("day", "month")} == {
         span: [(d, u, o, n, t, Decimal(c)) for d, u, o, n, t, c in by_writers[span]]
@@ -119,7 +119,7 @@ def test_writers_and_rebuild_agree_on_days_and_months(awkward):
 
 
 def test_month_rows_sum_the_day_rows(awkward):
-    rollups.rebuild()
+    ledger.rebuild()
     by_month = {}
     for day, user, org, n, tokens, cost in rows("day"):
         key = (day.replace(day=1), user, org)
