@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from chats.models import Chat, CodeExecution, Message
-from core.models import ApiKey, AppUser
+from core.models import ApiKey, AppUser, AuditLog
 from ingest.importers import engine
 from ingest.importers.converters import json_value
 from ingest.importers.report import VALUE_MAX_CHARS
@@ -244,6 +244,37 @@ def test_a_ledger_row_whose_user_or_chat_is_missing_or_refused_lands_without_it(
     assert refused.split()[:4] == ["model_usage", "value", "dropped", "1"]  # 1008
     (chat,) = [s for s in summary if "model_usage" in s and "parent chat refused" in s]
     assert chat.split()[:4] == ["model_usage", "value", "dropped", "2"]  # 1006, 1008
+
+
+def test_text_to_sql_rows_whose_user_is_missing_or_refused_land_without_it(tmp_path):
+    # A question (and its LLM call) of user 9, who is not in the source; an
+    # audit row of user 4, refused (e-mail differing only in case); an API
+    # key of user 9: ApiKey.user is CASCADE (the key is the user's), refused.
+    path = source(
+        "text_to_sql",
+        tmp_path,
+        f"INSERT INTO query_analytics VALUES ('{uid(57)}', NULL, '{uid(9)}', 'orphan?', NULL, "
+        "NULL, NULL, TRUE, NULL, NULL, 30, 20, 50, 'gpt-4o-mini', 0.0042, "
+        "'2025-02-05 00:00:00', '2025-02-05 00:00:00')",
+        f"INSERT INTO audit_logs VALUES (3, '{uid(4)}', 'login', 'user', NULL, NULL, NULL, "
+        "NULL, NULL, '2025-02-05 00:00:00', TRUE, NULL)",
+        f"INSERT INTO api_keys VALUES ('{uid(22)}', '{uid(9)}', 'x', 'key-hash-9', 'tts_x', "
+        "NULL, TRUE, '2025-02-01 00:00:00', NULL, NULL, 0)",
+    )
+
+    _, _, report = run_import("text_to_sql", path, tmp_path / "r.jsonl")
+
+    question = QueryAnalytics.objects.get(source_pk=uid(57))
+    assert (question.user, question.usage.user, question.usage.cost) == (
+        None,
+        None,
+        Decimal("0.0042"),
+    )
+    assert AuditLog.objects.get(source_pk="3").user is None
+    dropped = lines(report, "value dropped")
+    assert dropped[(uid(57), "user_id")]["reason"].startswith("parent user missing at source")
+    assert dropped[("3", "user_id")]["reason"].startswith("parent user refused")
+    assert "parent refused/missing" in lines(report, "refused", "api_keys")[uid(22)]["reason"]
 
 
 def test_a_ledger_row_stored_without_its_user_is_linked_once_the_user_lands(tmp_path):
