@@ -8,7 +8,8 @@ For each table, parents first:
    and no ``updated_at`` is read whole and compared with what we hold, batch
    by batch. Reads stop at the high-water marks taken when the run starts,
    so rows written meanwhile (a child and its new parent) wait whole for the
-   next run.
+   next run. Rows refused, and rows stored without a parent they name
+   (``resolve``), are read again by the next run.
 2. Per batch (``fetchmany`` / a server-side cursor, never the whole table):
    convert and check every row in Python (``checks.py``), refusing what the
    schema cannot take — in a read-ahead thread, since it needs no database;
@@ -35,7 +36,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import BooleanField
+from django.db.models import SET_NULL, BooleanField
 from django.db.models.expressions import RawSQL
 from tqdm import tqdm
 
@@ -153,6 +154,8 @@ class Item:
     staged_usage: dict = field(default_factory=dict)
     # (source column, reason, raw value) of each value dropped, not stored.
     dropped: list = field(default_factory=list)
+    # Stored without a parent it names (see Importer.resolve): read again.
+    unlinked: bool = False
 
     @property
     def state(self):
@@ -176,11 +179,16 @@ class Importer:
         self.progress = progress
         self.price_book = PriceBook()
         self.refused_pks = defaultdict(set)
-        # Rows refused by the last run, read again (see read_plan).
+        # Rows stored without a parent they name: read again by the next run,
+        # which links them once the parent has landed.
+        self.unlinked_pks = defaultdict(set)
+        # Rows refused, or stored unlinked, by the last run: read again (see read_plan).
         self.earlier_refused = defaultdict(set)
+        self.earlier_unlinked = defaultdict(set)
         if not full:
             for name, cursor in source.sync_cursor.items():
                 self.earlier_refused[name] = set(cursor.get("refused", ()))
+                self.earlier_unlinked[name] = set(cursor.get("unlinked", ()))
         self.stats = []
         self._cleaners = {}
         self._plans = {}
@@ -227,22 +235,37 @@ class Importer:
                 self.import_batch(table, rows, items, refusals, stats)
                 last = rows[-1][table.pk]
                 if "pk" in new_cursor and isinstance(last, int):  # read in pk order
-                    waiting = {p for p in self.earlier_refused[table.name] if int(p) > last}
-                    refused = sorted(waiting | self.refused_pks[table.name])
-                    self.save_cursor(table, {"pk": last, "refused": refused})
+                    self.save_cursor(table, {"pk": last, **self.retry_lists(table, last)})
                 if stats.created >= analyzed_at:  # each time it grew by half
                     analyze(table.model, *([ModelUsage] if table.ledger else []))
                     analyzed_at = stats.created * 3 // 2
                 bar.update(len(rows))
         if new_cursor:
             # Rows refused in this run are read again by the next, whatever
-            # the cursor: fixed at the source, they land then.
-            new_cursor["refused"] = sorted(self.refused_pks[table.name])
+            # the cursor: fixed at the source, they land then; rows stored
+            # without a parent too: once it lands, they are linked to it.
+            new_cursor.update(self.retry_lists(table))
         self.save_cursor(table, new_cursor)
         if had_rows:
             self.find_deleted(table, stats)
         stats.seconds = time.monotonic() - started
         return stats
+
+    def retry_lists(self, table, last=None):
+        """The cursor's lists of rows the next run reads again: refused, and
+        stored unlinked, in this run; with ``last`` (the highest integer pk
+        read so far) also the earlier run's not read again yet. "unlinked"
+        is left out while no row of the table ever was."""
+        lists = {}
+        for key, now, earlier in (
+            ("refused", self.refused_pks, self.earlier_refused),
+            ("unlinked", self.unlinked_pks, self.earlier_unlinked),
+        ):
+            waiting = set() if last is None else {p for p in earlier[table.name] if int(p) > last}
+            lists[key] = sorted(waiting | now[table.name])
+        if not lists["unlinked"] and "unlinked" not in self.source.sync_cursor.get(table.name, {}):
+            del lists["unlinked"]
+        return lists
 
     def high_marks(self, table):
         """(integer key?, MAX(pk) if so, MAX(updated_at) if the table has one)."""
@@ -280,7 +303,7 @@ class Importer:
             params.append(self.db.cursor_value(table.name, table.updated_at, stored["updated_at"]))
             if not integer_pk:
                 since.append(f"{changed} IS NULL")
-        retry = sorted(self.earlier_refused[table.name])
+        retry = sorted(self.earlier_refused[table.name] | self.earlier_unlinked[table.name])
         if integer_pk:
             retry = [int(p) for p in retry if _is_int(p)]
         if since and retry:
@@ -368,6 +391,8 @@ class Importer:
         for item in items:
             if id(item) not in refused:
                 setattr(stats, item.state, getattr(stats, item.state) + 1)
+                if item.unlinked:
+                    self.unlinked_pks[table.name].add(item.pk)
                 for column, reason, value in item.dropped:
                     stats.dropped += 1
                     self.report.dropped(table.name, item.pk, column, reason, value)
@@ -623,7 +648,12 @@ class Importer:
         return queryset.filter(any_key)
 
     def resolve(self, table, column, fk, items):
-        """Set the parent id (and carried fields) on every record; refuse orphans."""
+        """Set the parent id (and carried fields) on every record.
+
+        A row whose parent is missing at the source or was refused is
+        refused, unless the link may go (``link_droppable``): then it is
+        stored without it (NULL) and the link reported as a value dropped;
+        the next run reads it again and links it once the parent lands."""
         model_field = table.model._meta.get_field(fk.field)
         keys = {i.keys[column] for i in items} - {None}
         found = {}
@@ -632,6 +662,7 @@ class Importer:
                 found[str(key)] = (pk, carried)
         refusals = []
         parent_table = self.mapping.table_of(fk.model)
+        droppable = link_droppable(table, column, fk)
         for item in items:
             key = item.keys[column]
             if key is None and not model_field.null:
@@ -644,10 +675,15 @@ class Importer:
                     how = "refused in an earlier run"
                 else:
                     how = "not in this source"
-                refusals.append(
-                    (item, f"parent refused/missing: {column}={key!r} ({parent_table}, {how})")
-                )
-                continue
+                where = f"{column}={key!r} ({parent_table}, {how})"
+                if not droppable:
+                    refusals.append((item, f"parent refused/missing: {where}"))
+                    continue
+                outcome = "missing at source" if how == "not in this source" else "refused"
+                reason = f"parent {fk.field} {outcome}: {where}; stored without it"
+                if all(c != column for c, *_ in item.dropped):
+                    item.dropped.append((column, reason, item.raw.get(column)))
+                item.unlinked = True
             pk, carried = found.get(key, (None, [None] * len(fk.carry)))
             for record in item.records:
                 record.values[model_field.attname] = pk
@@ -711,6 +747,23 @@ class Importer:
             sample += gone[: DELETED_SAMPLE - len(sample)]
         if stats.deleted_at_source:
             self.report.deleted(table.name, stats.deleted_at_source, sample)
+
+
+def link_droppable(table, column, fk):
+    """Whether a row may be stored without the parent ``column`` names when
+    that parent is missing or refused: the field is nullable and declared
+    ``on_delete=SET_NULL`` (the row outlives its parent: a ledger row's user
+    or chat, an audit row's user), and the link is not what the row is
+    about (``Table.defining``). A ``CASCADE`` parent owns the row (a chat
+    is its user's, a message its chat's): an orphan is refused, not stored
+    as anonymous. Implied parents (``Fk.create``) are created, not dropped."""
+    model_field = table.model._meta.get_field(fk.field)
+    return (
+        model_field.null
+        and model_field.remote_field.on_delete is SET_NULL
+        and column not in table.defining
+        and fk.create is None
+    )
 
 
 def stops_the_run(error):

@@ -481,9 +481,9 @@ ROWS = {
                 (1004, 3, 16, "gemini-1.5-pro", "google", 600_000_000, 300_000_000,
                  900_000_000, 5, 5, 1234.56789, "2025-02-04 08:00:00", True, 99000),  # huge
                 (1005, 99, 10, "gpt-4o-mini", "openai", 1, 1, 2, 0, 0, 0.1, "2025-02-05 00:00:00",
-                 False, 1),  # BAD: no user 99
+                 False, 1),  # DROPPED: user 99 missing, stored without its user
                 (1006, 1, 13, "gpt-4o-mini", "openai", 1, 1, 2, 0, 0, 0.1, "2025-02-05 00:00:00",
-                 False, 1),  # BAD: chat refused
+                 False, 1),  # DROPPED: chat 13 refused, stored without its chat
                 (1007, 5, None, "gpt-4o-mini", "openai", None, None, None, None, None, 0.25,
                  "2025-02-05 23:59:59.999999", None, None),  # NULL tokens and flags
             ],
@@ -622,7 +622,7 @@ ROWS = {
                  '{"execution_time_ms": 1250}'),
                 (157, "sess_b8e4d0c3f2a5", "ml", None, '{"n_clusters": 4}', None,
                  "2025-11-26 15:12:45", None),  # no file
-                # BAD: file 999 missing
+                # DROPPED: file 999 missing, stored without its file
                 (158, "sess_a7f3c9d2e1b4", "ml", 999, None, None, "2025-11-26 15:12:45", None),
             ],
         ),
@@ -858,8 +858,6 @@ BAD_ROWS = {
         ("messages", "103"): "not one of",
         ("messages", "104"): "parent refused/missing",
         ("messages", "105"): "parent refused/missing",
-        ("model_usage", "1005"): "parent refused/missing",
-        ("model_usage", "1006"): "parent refused/missing",
         ("code_executions", "4"): "parent refused/missing",
         ("message_feedback", "2"): "chats_feedback_rating_1_5",
         ("message_feedback", "4"): "message",
@@ -870,7 +868,6 @@ BAD_ROWS = {
         ("chatbot_conversation_states", "4"): "parent refused/missing",
         ("chatbot_conversation_states", "5"): "parent refused/missing",
         ("chatbot_uploaded_files", "44"): "parent refused/missing",
-        ("chatbot_analysis_results", "158"): "parent refused/missing",
     },
     "text_to_sql": {
         ("users", uid(4)): "differs only in case",
@@ -884,16 +881,22 @@ BAD_ROWS = {
 }
 
 # (table, source pk) → {source column: a word of the reason}: values outside
-# the unified schema in a column that does not define the row. The row lands
-# with that column as if the source had NULL (NULL or the field's default).
+# the unified schema in a column that does not define the row, and links to a
+# parent missing or refused where the row outlives its parent (SET_NULL: a
+# ledger row's user or chat). The row lands with that column as if the source
+# had NULL (NULL or the field's default).
 DROPPED = {
     "auto_analyst": {
         ("users", "6"): {"email": "valid email"},
+        ("model_usage", "1005"): {"user_id": "parent user missing at source"},
+        ("model_usage", "1006"): {"chat_id": "parent chat refused"},
         ("code_executions", "3"): {"failed_agents": "invalid JSON"},
         ("deep_analysis_reports", "4"): {"progress_percentage": "reports_report_progress_0_100"},
         ("agent_templates", "3"): {"variant_type": "not one of"},
     },
-    "ds_ml_agent": {},
+    "ds_ml_agent": {
+        ("chatbot_analysis_results", "158"): {"file_id": "parent file missing at source"},
+    },
     "text_to_sql": {
         ("users", uid(3)): {"role": "not one of"},
         ("user_sessions", uid(63)): {"ip_address": "IP"},

@@ -219,11 +219,11 @@ def test_counts_per_table_are_the_good_source_rows(kind, tmp_path, prices):
 
 
 TOTALS = {
-    # kind: [(SQL on the source, our figure)]; bad rows excluded on both sides.
+    # kind: [(SQL on the source, our figure)]; bad rows excluded on both sides
+    # (none in the ledger: rows whose user or chat is missing land without it).
     "auto_analyst": [
         (
-            "SELECT SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens) "
-            "FROM model_usage WHERE usage_id NOT IN (1005, 1006)",
+            "SELECT SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens) FROM model_usage",
             lambda s: tuple(
                 ModelUsage.objects.filter(source=s)
                 .aggregate(Sum("prompt_tokens"), Sum("completion_tokens"), Sum("total_tokens"))
@@ -231,10 +231,20 @@ TOTALS = {
             ),
         ),
         (
-            "SELECT SUM(cost) FROM model_usage WHERE usage_id NOT IN (1005, 1006)",
+            "SELECT SUM(cost) FROM model_usage",
             lambda s: ModelUsage.objects.filter(
                 source=s, cost_source=ModelUsage.CostSource.REPORTED
             ).aggregate(Sum("cost"))["cost__sum"],
+        ),
+        (
+            "SELECT COUNT(*), COUNT(user_id), COUNT(chat_id) FROM model_usage",
+            # every ledger row lands; a link to a user or chat missing or
+            # refused at the source goes (1005: user 99, 1006: chat 13)
+            lambda s: (
+                ModelUsage.objects.filter(source=s).count(),
+                ModelUsage.objects.filter(source=s, user__isnull=False).count() + 1,
+                ModelUsage.objects.filter(source=s, chat__isnull=False).count() + 1,
+            ),
         ),
         (
             "SELECT COUNT(*) FROM model_usage WHERE cost IS NULL",

@@ -216,8 +216,9 @@ def test_sync_cursor_keeps_the_highest_pk_and_updated_at_per_table(source_db, tm
 
     cursor = Source.objects.get(kind="auto_analyst").sync_cursor
 
-    # and the rows refused, read again by the next run
-    assert cursor["model_usage"] == {"pk": 1007, "refused": ["1005", "1006"]}
+    # and the rows refused, or stored without a parent they name (user 99,
+    # chat 13), read again by the next run
+    assert cursor["model_usage"] == {"pk": 1007, "refused": [], "unlinked": ["1005", "1006"]}
     assert cursor["code_executions"] == {
         "pk": 4,
         "updated_at": "2025-02-01 00:00:00",

@@ -9,7 +9,7 @@ from django.db.models import Sum
 
 from chats.models import Chat
 from ingest.importers.writers import LedgerWriter
-from ingest.tests.source_dbs import build_sqlite, run_import
+from ingest.tests.source_dbs import ROWS, build_sqlite, run_import
 from ingest.tests.test_import_incremental import assert_roll_ups_match_the_ledger
 from usage.models import DailyUsage, ModelPrice, ModelUsage, QueryAnalytics
 
@@ -163,7 +163,7 @@ def test_reimport_does_not_count_ledger_rows_twice_in_the_roll_up(tmp_path, pric
     run_import("auto_analyst", path, tmp_path / "r2", "--full")
 
     assert DailyUsage.objects.aggregate(Sum("requests"), Sum("cost")) == totals
-    assert totals["requests__sum"] == 6
+    assert totals["requests__sum"] == len(ROWS["auto_analyst"]["model_usage"][1])  # all
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY exists on PostgreSQL only")
@@ -179,6 +179,7 @@ def test_new_ledger_rows_are_copied_on_postgresql(tmp_path, prices, monkeypatch)
     monkeypatch.setattr(LedgerWriter, "copy_upsert", spy)
     run_import("auto_analyst", build_sqlite("auto_analyst", tmp_path / "a.db"), tmp_path / "r")
 
-    assert copied == [(6, 6)]  # one batch, six good rows, all through COPY
-    assert ModelUsage.objects.count() == 6
+    rows = len(ROWS["auto_analyst"]["model_usage"][1])
+    assert copied == [(rows, rows)]  # one batch, every row, all through COPY
+    assert ModelUsage.objects.count() == rows
     assert_roll_ups_match_the_ledger()

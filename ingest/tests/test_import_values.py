@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from chats.models import Chat, CodeExecution, Message
-from core.models import ApiKey, AppUser
+from core.models import ApiKey, AppUser, AuditLog
 from ingest.importers import engine
 from ingest.importers.converters import json_value
 from ingest.importers.report import VALUE_MAX_CHARS
@@ -145,7 +145,7 @@ def test_an_impossible_quantity_refuses_the_ledger_row_only(tmp_path, assignment
 
     assert word in lines(report, "refused", "model_usage")["1000"]["reason"]
     assert not ModelUsage.objects.filter(source_pk="1000").exists()
-    assert summary_counts(out)["model_usage"]["created"] == 5
+    assert summary_counts(out)["model_usage"]["created"] == 7  # of 8: all but 1000
 
 
 def test_reported_zeros_stay_zero_and_only_a_null_total_is_derived(tmp_path):
@@ -192,6 +192,117 @@ def test_children_of_a_refused_parent_are_refused_because_of_it(tmp_path):
     )
 
 
+def test_a_ledger_row_whose_user_or_chat_is_missing_or_refused_lands_without_it(tmp_path):
+    # 1005 names user 99 (no such user), 1006 chat 13 (refused: its user is
+    # missing); 1008 names user 4, refused (e-mail differing only in case).
+    path = source(
+        "auto_analyst",
+        tmp_path,
+        "INSERT INTO model_usage VALUES (1008, 4, 14, 'gpt-4o', 'openai', 3, 4, 7, 0, 0, "
+        "0.75, '2025-02-06 00:00:00', FALSE, 5)",
+    )
+
+    out, _, report = run_import("auto_analyst", path, tmp_path / "r.jsonl")
+
+    rows = {
+        u.source_pk: (u.user_id, u.chat_id, u.total_tokens, u.cost)
+        for u in ModelUsage.objects.filter(source_pk__in=["1005", "1006", "1008"])
+    }
+    alice = AppUser.objects.get(source_pk="1").pk
+    chat_10 = Chat.objects.get(source_pk="10").pk
+    assert rows == {
+        "1005": (None, chat_10, 2, Decimal("0.1")),
+        "1006": (alice, None, 2, Decimal("0.1")),
+        "1008": (None, None, 7, Decimal("0.75")),
+    }
+    dropped = lines(report, "value dropped", "model_usage")
+    assert dropped[("1005", "user_id")]["reason"] == (
+        "parent user missing at source: user_id='99' (users, not in this source); stored without it"
+    )
+    assert dropped[("1005", "user_id")]["value"] == 99
+    assert dropped[("1006", "chat_id")]["reason"] == (
+        "parent chat refused: chat_id='13' (chats, refused in this run); stored without it"
+    )
+    assert set(dropped) == {
+        ("1005", "user_id"),
+        ("1006", "chat_id"),
+        ("1008", "user_id"),
+        ("1008", "chat_id"),
+    }
+    assert not lines(report, "refused", "model_usage")
+    # A required parent still refuses: a message of a refused chat.
+    assert "parent refused/missing" in lines(report, "refused", "messages")["104"]["reason"]
+    # The end-of-run summary: per table and reason, with a first example.
+    summary = out[out.index("Refused rows and dropped values") :].splitlines()
+    (missing,) = [s for s in summary if "model_usage" in s and "user missing at source" in s]
+    assert missing.split()[:4] == ["model_usage", "value", "dropped", "1"]
+    assert summary[summary.index(missing) + 1].strip() == (
+        "first: pk 1005: parent user missing at source: user_id='99' (users, not in this "
+        "source); stored without it"
+    )
+    (refused,) = [s for s in summary if "model_usage" in s and "parent user refused" in s]
+    assert refused.split()[:4] == ["model_usage", "value", "dropped", "1"]  # 1008
+    (chat,) = [s for s in summary if "model_usage" in s and "parent chat refused" in s]
+    assert chat.split()[:4] == ["model_usage", "value", "dropped", "2"]  # 1006, 1008
+
+
+def test_text_to_sql_rows_whose_user_is_missing_or_refused_land_without_it(tmp_path):
+    # A question (and its LLM call) of user 9, who is not in the source; an
+    # audit row of user 4, refused (e-mail differing only in case); an API
+    # key of user 9: ApiKey.user is CASCADE (the key is the user's), refused.
+    path = source(
+        "text_to_sql",
+        tmp_path,
+        f"INSERT INTO query_analytics VALUES ('{uid(57)}', NULL, '{uid(9)}', 'orphan?', NULL, "
+        "NULL, NULL, TRUE, NULL, NULL, 30, 20, 50, 'gpt-4o-mini', 0.0042, "
+        "'2025-02-05 00:00:00', '2025-02-05 00:00:00')",
+        f"INSERT INTO audit_logs VALUES (3, '{uid(4)}', 'login', 'user', NULL, NULL, NULL, "
+        "NULL, NULL, '2025-02-05 00:00:00', TRUE, NULL)",
+        f"INSERT INTO api_keys VALUES ('{uid(22)}', '{uid(9)}', 'x', 'key-hash-9', 'tts_x', "
+        "NULL, TRUE, '2025-02-01 00:00:00', NULL, NULL, 0)",
+    )
+
+    _, _, report = run_import("text_to_sql", path, tmp_path / "r.jsonl")
+
+    question = QueryAnalytics.objects.get(source_pk=uid(57))
+    assert (question.user, question.usage.user, question.usage.cost) == (
+        None,
+        None,
+        Decimal("0.0042"),
+    )
+    assert AuditLog.objects.get(source_pk="3").user is None
+    dropped = lines(report, "value dropped")
+    assert dropped[(uid(57), "user_id")]["reason"].startswith("parent user missing at source")
+    assert dropped[("3", "user_id")]["reason"].startswith("parent user refused")
+    assert "parent refused/missing" in lines(report, "refused", "api_keys")[uid(22)]["reason"]
+
+
+def test_a_ledger_row_stored_without_its_user_is_linked_once_the_user_lands(tmp_path):
+    path = source("auto_analyst", tmp_path)
+    run_import("auto_analyst", path, tmp_path / "r1.jsonl")
+    assert ModelUsage.objects.get(source_pk="1005").user is None
+
+    connection = sqlite3.connect(path)
+    connection.execute(
+        "INSERT INTO users VALUES (99, 'late', 'late@example.com', '2025-02-05 00:00:00')"
+    )
+    connection.commit()
+    connection.close()
+    out, _, report = run_import("auto_analyst", path, tmp_path / "r2.jsonl")
+
+    # User 99 lands, then chat 13 (refused for want of it), then both ledger rows link.
+    user_99 = AppUser.objects.get(source_pk="99")
+    assert ModelUsage.objects.get(source_pk="1005").user == user_99
+    assert ModelUsage.objects.get(source_pk="1006").chat == Chat.objects.get(
+        source_pk="13", user=user_99
+    )
+    counts = summary_counts(out)
+    assert (counts["chats"]["created"], counts["model_usage"]["updated"]) == (1, 2)
+    assert not lines(report, "value dropped", "model_usage")
+    cursor = ModelUsage.objects.get(source_pk="1005").source.sync_cursor["model_usage"]
+    assert cursor["unlinked"] == []
+
+
 def test_a_row_the_writer_cannot_take_is_refused_and_the_run_goes_on(tmp_path, monkeypatch):
     path = source("auto_analyst", tmp_path)
     write = engine.Importer.write
@@ -232,8 +343,9 @@ def test_a_refused_row_fixed_at_the_source_lands_on_the_next_run(tmp_path):
     assert Message.objects.filter(source_pk="103").exists()
     counts = summary_counts(out)
     assert (counts["model_usage"]["created"], counts["messages"]["created"]) == (1, 1)
-    # Still refused (parents missing): read again, reported again.
-    assert "1005" in lines(report, "refused", "model_usage")
+    # Still without their parents (user 99 missing): read again, reported again.
+    assert ("1005", "user_id") in lines(report, "value dropped", "model_usage")
+    assert not lines(report, "refused", "model_usage")
 
 
 def test_exit_code_is_0_with_refusals_and_drops(tmp_path):
@@ -250,7 +362,7 @@ def test_exit_code_is_0_with_refusals_and_drops(tmp_path):
         str(tmp_path / "r.jsonl"),
     )  # no CommandError: exit 0
 
-    assert ModelUsage.objects.count() == 5
+    assert ModelUsage.objects.count() == 7  # of 8: all but 1000
 
 
 def test_the_summary_counts_per_table_and_reason_with_a_first_example(tmp_path):
