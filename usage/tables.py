@@ -148,3 +148,50 @@ def by_model(view):
             for row in metrics.cost_by_model(view.period, view.scope)
         ],
     )
+
+
+# -- what if: the period at another model's prices (usage.metrics.what_if) ------
+
+
+def _what_if_columns(price):
+    return [
+        Column("requests", "Requests", "number"),
+        Column("prompt_tokens", "Input tokens", "number"),
+        Column("completion_tokens", "Output tokens", "number"),
+        Column("cost", "Actual cost", "money"),
+        Column("what_if_cost", f"Cost on {price.model_name}", "money"),
+        Column("difference", "Difference", "money_change"),
+        Column("change", "Change", "change"),
+    ]
+
+
+def _what_if_table(view, by, name, title, label, link):
+    """The what-if table per ``by``, or None when no priced model is chosen
+    (the page then shows only the form)."""
+    price = view.options["what_if"].price
+    if price is None:
+        return None
+    rows = metrics.what_if(view.period, view.scope, price, by)
+    return Table(
+        name,
+        f"{title} on {price.model_name} ({price.provider})",
+        [Column("label", label), *_what_if_columns(price)],
+        rows,
+        link=lambda row: link(row) if row[by] is not None else None,
+        footer={"label": "Total", **metrics.what_if_total(rows, price)},
+    )
+
+
+def what_if_organizations(view):
+    return _what_if_table(
+        view,
+        "organization_id",
+        "what_if_organizations",
+        "By organisation",
+        "Organisation",
+        organization_url,
+    )
+
+
+def what_if_users(view):
+    return _what_if_table(view, "user_id", "what_if_users", "By app user", "App user", user_url)
