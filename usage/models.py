@@ -718,6 +718,9 @@ class NotificationChannel(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    # Fields holding core.crypto tokens (rotate_encryption_key re-encrypts them).
+    encrypted_fields = ("encrypted_secret",)
+
     class Meta:
         ordering = ["name"]
         constraints = [
