@@ -20,7 +20,7 @@ import pytest
 from django.urls import reverse
 
 from core.tests import factories as f
-from usage import metrics
+from usage import metrics, tables
 from usage.forms import WhatIfForm
 from usage.metrics import Period, Scope
 from usage.models import ModelPrice
@@ -276,7 +276,7 @@ def test_the_page_shows_the_what_if_per_organisation_and_app_user(as_manager, aw
     assert [row[0] for row in tables["what_if_users"] if row[0] == "Anonymous"] == ["Anonymous"]
     text = html.unescape(page)
     assert "By organisation on o1 (openai)" in text
-    assert "Cost on o1" in text
+    assert "What-if cost" in text
     total = metrics.what_if_total(metrics.what_if(period, scope, price, "organization_id"), price)
     assert f"would have cost {figure(total['what_if_cost'], 'money')} instead of" in " ".join(
         html.unescape(page).split()
@@ -293,6 +293,27 @@ def test_the_page_shows_the_what_if_per_organisation_and_app_user(as_manager, aw
     # The select offers the prices in force, not gpt-5 (from tomorrow).
     assert '<option value="openai/o1" selected>' in page
     assert 'value="openai/gpt-5"' not in page
+
+
+def test_a_long_table_shows_the_dearest_and_sums_the_others(as_manager, monkeypatch, prices):
+    monkeypatch.setattr(tables, "WHAT_IF_SHOWN", 2)
+    rows = metrics.what_if(THIRTY_DAYS, Scope(), prices[O1], "user_id")
+    assert len(rows) > 3
+
+    page = get_page(as_manager, MODELS, period="30d", what_if=O1)
+
+    shown = tables_of(page)["what_if_users"]
+    rest = metrics.what_if_total(rows[2:], prices[O1])
+    assert shown == [
+        *_cells(rows[:2], "user_id", prices[O1]),
+        *_cells([{**rest, "label": f"{len(rows) - 2} other app users"}], "user_id", prices[O1]),
+    ]
+    assert "The 2 dearest on o1, then the others together" in page
+    total = metrics.what_if_total(rows, prices[O1])
+    assert f'<td class="money">{figure(total["what_if_cost"], "money")}</td>' in page
+    # The CSV has every row.
+    response = as_manager.get(MODELS, {"period": "30d", "what_if": O1, "export": "what_if_users"})
+    assert len(_csv(response)) == 1 + len(rows)
 
 
 def test_without_a_choice_the_page_shows_only_the_form(as_manager):
@@ -334,7 +355,7 @@ def test_the_csv_exports_equal_the_metrics_rows(as_manager, awkward, prices):
             "Input tokens",
             "Output tokens",
             "Actual cost",
-            "Cost on claude-3-5-sonnet",
+            "What-if cost",
             "Difference",
             "Change",
         ]
