@@ -292,8 +292,9 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_ENABLE_ADMIN = False
 AXES_VERBOSE = False
 
-# Database passwords of app users' connections (core.DatabaseConnection) are
-# encrypted with Fernet (core.crypto). Comma-separated keys: the first
+# Secrets stored in the database (app users' database passwords, webhook
+# signing secrets: every model's ``encrypted_fields``) are encrypted with
+# Fernet (core.crypto). Comma-separated keys: the first
 # encrypts, all decrypt, so a new key goes first and the old one stays until
 # ``manage.py rotate_encryption_key`` has re-encrypted every value. Unset, a
 # key derived from SECRET_KEY is used (fine locally; check --deploy warns).

@@ -3,8 +3,8 @@
 Keys come from ``FIELD_ENCRYPTION_KEYS`` (comma-separated, each a Fernet key
 made by ``Fernet.generate_key()``). The first key encrypts; every key
 decrypts. To rotate: put a new key first, keep the old ones after it, run
-``manage.py rotate_encryption_key`` (re-encrypts every value with the new
-key), then drop the old keys.
+``manage.py rotate_encryption_key`` (re-encrypts every value of every model's
+``encrypted_fields`` with the new key), then drop the old keys.
 
 Without ``FIELD_ENCRYPTION_KEYS`` a key is derived from ``SECRET_KEY`` (HKDF),
 so a local run or a test works with no set-up; ``check --deploy`` warns
@@ -18,11 +18,12 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["DecryptionError", "decrypt", "encrypt", "rotate"]
+__all__ = ["DecryptionError", "decrypt", "encrypt", "encrypted_fields", "is_current", "rotate"]
 
 HKDF_INFO = b"analyst-admin field encryption"
 
@@ -79,6 +80,26 @@ def rotate(token):
         return fernet().rotate(token.encode()).decode()
     except InvalidToken as error:
         raise DecryptionError("no configured key decrypts this value") from error
+
+
+def is_current(token):
+    """Whether ``token`` is encrypted with the first key (the one that encrypts)."""
+    try:
+        _fernet((configured_keys()[0],)).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def encrypted_fields():
+    """[(model, field name)] of every stored value these keys encrypt: each
+    model names its own in an ``encrypted_fields`` class attribute (so this
+    module needs to import no app's models)."""
+    return [
+        (model, name)
+        for model in apps.get_models()
+        for name in getattr(model, "encrypted_fields", ())
+    ]
 
 
 @checks.register(checks.Tags.security, deploy=True)

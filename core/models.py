@@ -338,6 +338,9 @@ class DatabaseConnection(Imported):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(null=True, blank=True)
 
+    # Fields holding core.crypto tokens (rotate_encryption_key re-encrypts them).
+    encrypted_fields = ("encrypted_db_password",)
+
     class Meta(Imported.Meta):
         ordering = ["connection_name"]
 

@@ -29,6 +29,7 @@ from .models import (
     LATENCY_BUCKETS_MS,
     Budget,
     DailyUsage,
+    ModelPrice,
     ModelUsage,
     UserUsage,
 )
@@ -128,6 +129,11 @@ class RollupReader:
         organisation (or one app user); from DailyUsage's model grain when it
         names a model, provider or source.
         """
+        return self.user_rows(period, scope, anonymous=False, **columns)
+
+    def user_rows(self, period, scope, anonymous=True, **columns):
+        """``user_sums`` with the anonymous usage as a row of its own
+        (``user_id`` None) unless ``anonymous`` is False."""
         lookups = scope.lookups()
         if set(lookups) - {"organization_id", "user_id"}:
             rows = self._rows(DailyUsage, period, scope)
@@ -136,7 +142,9 @@ class RollupReader:
             plan = span_plan(period)
             rows = UserUsage.objects.filter(plan.rows(), **lookups).order_by()
             sums = {name: plan.signed(column) for name, column in columns.items()}
-        return rows.filter(user_id__isnull=False).values("user_id").annotate(**sums)
+        if not anonymous:
+            rows = rows.filter(user_id__isnull=False)
+        return rows.values("user_id").annotate(**sums)
 
     @staticmethod
     def _rows(model, period, scope):
@@ -167,11 +175,14 @@ class LedgerReader:
         return self._ledger(period, scope)
 
     def user_sums(self, period, scope, **columns):
-        return (
-            self._ledger(period, scope)
-            .filter(user_id__isnull=False)
-            .values("user_id")
-            .annotate(**{name: self.total(column) for name, column in columns.items()})
+        return self.user_rows(period, scope, anonymous=False, **columns)
+
+    def user_rows(self, period, scope, anonymous=True, **columns):
+        rows = self._ledger(period, scope)
+        if not anonymous:
+            rows = rows.filter(user_id__isnull=False)
+        return rows.values("user_id").annotate(
+            **{name: self.total(column) for name, column in columns.items()}
         )
 
     def latency(self, period, scope, *dims):
@@ -538,6 +549,88 @@ def sort_rows(rows, sort):
 
     present = sorted((r for r in rows if not key(r)[0]), key=key, reverse=descending)
     return present + [r for r in rows if key(r)[0]]
+
+
+# -- what if: the period at another model's prices ------------------------------
+
+
+def price_key(price):
+    """A price's model as the what-if form names it: "provider/model"."""
+    return f"{price.provider}/{price.model_name}"
+
+
+@memoized
+def prices_in_force(day):
+    """{price_key: ModelPrice} of every model priced on ``day``."""
+    prices = ModelPrice.objects.in_force(day).order_by("provider", "model_name")
+    return {price_key(price): price for price in prices}
+
+
+WHAT_IF_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost", "unpriced_requests")
+WHAT_IF_GROUPS = {
+    "organization_id": (Organization, "No organisation"),
+    "user_id": (AppUser, "Anonymous"),
+}
+
+
+def _priced_at(row, price):
+    """A row of token sums with its cost at ``price`` and the difference."""
+    row["what_if_cost"] = price.cost_of(row["prompt_tokens"], row["completion_tokens"])
+    row["difference"] = row["what_if_cost"] - row["cost"]
+    row["change"] = row["difference"] / row["cost"] if row["cost"] else None
+    return row
+
+
+@memoized
+def what_if(period, scope, price, by):
+    """What the period's calls would have cost at ``price`` (a ModelPrice),
+    per organisation (``by`` "organization_id") or app user ("user_id"):
+    [{<by>, label, requests, prompt_tokens, completion_tokens, cost,
+    unpriced_requests, what_if_cost, difference, change}], dearest on
+    ``price`` first. Usage without an organisation, or anonymous, is a row
+    of its own (``<by>`` None).
+
+    ``cost`` is the ledger's (calls without a price count $0, as on every
+    page); ``what_if_cost`` is ``price.cost_of`` the row's summed input and
+    output tokens, exact (no rounding), so the rows add up to the period's.
+    Per app user from the app-user roll-up (UserUsage), per organisation
+    from the smallest roll-up that has it.
+    """
+    reader = current_reader()
+    # Suffixed, as in ``sums()``: the ledger's counts filter on ``cost``.
+    if by == "user_id":
+        rows = reader.user_rows(period, scope, **{f"{name}_sum": name for name in WHAT_IF_SUMS})
+    else:
+        rows = (
+            reader.usage(period, scope, by)
+            .values(by)
+            .annotate(**{f"{name}_sum": reader.total(name) for name in WHAT_IF_SUMS})
+        )
+    rows = [_priced_at(_zeroed(row, by), price) for row in rows.filter(requests_sum__gt=0)]
+    model, nobody = WHAT_IF_GROUPS[by]
+    ids = [row[by] for row in rows if row[by] is not None]
+    found = model.objects.filter(pk__in=ids) if ids else []
+    labels = {subject.pk: str(subject) for subject in found}
+    for row in rows:
+        key = row[by]
+        row["label"] = nobody if key is None else labels.get(key, f"deleted, id {key}")
+    rows.sort(key=lambda r: (-r["what_if_cost"], -r["cost"], r[by] is None, r[by] or 0))
+    return rows
+
+
+def _zeroed(row, by):
+    """A row of suffixed sums with the plain names; missing sums are 0."""
+    sums = {
+        name: row[f"{name}_sum"] or (Decimal(0) if name == "cost" else 0) for name in WHAT_IF_SUMS
+    }
+    return {by: row[by], **sums}
+
+
+def what_if_total(rows, price):
+    """The sum of ``what_if`` rows, priced as they are."""
+    total = {name: sum(row[name] for row in rows) for name in WHAT_IF_SUMS}
+    total["cost"] = Decimal(total["cost"])
+    return _priced_at(total, price)
 
 
 # -- one app user or organisation --------------------------------------------

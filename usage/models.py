@@ -234,6 +234,23 @@ class PerformanceMetric(Imported):
         return f"{self.metric_name}={self.metric_value}{self.metric_unit or ''}"
 
 
+class ModelPriceQuerySet(models.QuerySet):
+    def in_force(self, day):
+        """Each model's price in force on ``day``: the one of its prices with
+        the latest ``effective_from`` on or before it (models priced only
+        from a later day are left out)."""
+        latest = (
+            ModelPrice.objects.filter(
+                model_name=models.OuterRef("model_name"),
+                provider=models.OuterRef("provider"),
+                effective_from__lte=day,
+            )
+            .order_by("-effective_from")
+            .values("effective_from")[:1]
+        )
+        return self.filter(effective_from=models.Subquery(latest))
+
+
 class ModelPrice(models.Model):
     """USD per million tokens for a model, in force from a date on."""
 
@@ -247,6 +264,8 @@ class ModelPrice(models.Model):
     )
     effective_from = models.DateField()
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ModelPriceQuerySet.as_manager()
 
     class Meta:
         ordering = ["model_name", "provider", "-effective_from"]
@@ -698,6 +717,9 @@ class NotificationChannel(models.Model):
     anomaly_alerts = models.BooleanField(default=True, help_text="Unusual spend or requests.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    # Fields holding core.crypto tokens (rotate_encryption_key re-encrypts them).
+    encrypted_fields = ("encrypted_secret",)
 
     class Meta:
         ordering = ["name"]

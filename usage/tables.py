@@ -148,3 +148,68 @@ def by_model(view):
             for row in metrics.cost_by_model(view.period, view.scope)
         ],
     )
+
+
+# -- what if: the period at another model's prices (usage.metrics.what_if) ------
+
+
+# The model is named in the table's title (a long name would widen the column).
+WHAT_IF_COLUMNS = [
+    Column("requests", "Requests", "number"),
+    Column("prompt_tokens", "Input tokens", "number"),
+    Column("completion_tokens", "Output tokens", "number"),
+    Column("cost", "Actual cost", "money"),
+    Column("what_if_cost", "What-if cost", "money"),
+    Column("difference", "Difference", "money_change"),
+    Column("change", "Change", "change"),
+]
+
+
+# Rows of a what-if table on the page (the dearest; the rest summed in one
+# row); its CSV has them all.
+WHAT_IF_SHOWN = 25
+
+
+def _what_if_table(view, by, name, title, label, others, link):
+    """The what-if table per ``by``, or None when no priced model is chosen
+    (the page then shows only the form)."""
+    price = view.options["what_if"].price
+    if price is None:
+        return None
+    rows = metrics.what_if(view.period, view.scope, price, by)
+    shown, note = rows, ""
+    if not view.export and len(rows) > WHAT_IF_SHOWN + 1:
+        rest = rows[WHAT_IF_SHOWN:]
+        other = {"label": f"{len(rest):,} other {others}", **metrics.what_if_total(rest, price)}
+        shown = [*rows[:WHAT_IF_SHOWN], other]
+        note = (
+            f"The {WHAT_IF_SHOWN} dearest on {price.model_name}, then the others together; "
+            "the CSV has every row."
+        )
+    return Table(
+        name,
+        f"{title} on {price.model_name} ({price.provider})",
+        [Column("label", label), *WHAT_IF_COLUMNS],
+        shown,
+        link=lambda row: link(row) if row.get(by) is not None else None,
+        note=note,
+        footer={"label": "Total", **metrics.what_if_total(rows, price)},
+    )
+
+
+def what_if_organizations(view):
+    return _what_if_table(
+        view,
+        "organization_id",
+        "what_if_organizations",
+        "By organisation",
+        "Organisation",
+        "organisations",
+        organization_url,
+    )
+
+
+def what_if_users(view):
+    return _what_if_table(
+        view, "user_id", "what_if_users", "By app user", "App user", "app users", user_url
+    )

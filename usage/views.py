@@ -12,8 +12,9 @@ from django.shortcuts import get_object_or_404
 from core.models import AppUser, Organization
 from core.pages.views import Page, admin_page, render_page
 
-from . import charts, tables
+from . import charts, metrics, tables
 from .filters import UsageFilter
+from .forms import WhatIfForm
 
 VIEW_PERMISSION = "usage.view_dashboards"
 dashboard = admin_page(VIEW_PERMISSION)
@@ -31,12 +32,46 @@ OVERVIEW = Page(
     context=charts.overview,
 )
 
+# Query parameters the what-if form does not carry over from the page's URL.
+WHAT_IF_DROPS = ("what_if", "export", "page")
+
+
+def models_context(view):
+    """The models page's sort and its what-if form: the chosen price and the
+    period's totals on it (the figures of the what-if tables, memoized)."""
+    form = view.options["what_if"]
+    price = form.price
+    what_if = {
+        "form": form,
+        "price": price,
+        "keep": [
+            (name, value)
+            for name, values in view.request.GET.lists()
+            if name not in WHAT_IF_DROPS
+            for value in values
+        ],
+    }
+    if price is not None:
+        rows = metrics.what_if(view.period, view.scope, price, "organization_id")
+        what_if["total"] = metrics.what_if_total(rows, price)
+    return {
+        "sort": view.options["sort"],
+        "sort_keys": tables.MODEL_SORT_KEYS,
+        "what_if": what_if,
+        "filters_keep": [("what_if", metrics.price_key(price))] if price else [],
+    }
+
+
 MODELS = Page(
     "usage/models.html",
     "Models",
     "usage-models",
-    tables={"models": tables.models},
-    context=lambda view: {"sort": view.options["sort"], "sort_keys": tables.MODEL_SORT_KEYS},
+    tables={
+        "models": tables.models,
+        "what_if_organizations": tables.what_if_organizations,
+        "what_if_users": tables.what_if_users,
+    },
+    context=models_context,
 )
 
 SUBJECT = Page(
@@ -69,7 +104,11 @@ def overview(request):
 @dashboard
 def models(request):
     return render_page(
-        request, MODELS, UsageFilter(request.GET), sort=request.GET.get("sort", "-cost")
+        request,
+        MODELS,
+        UsageFilter(request.GET),
+        sort=request.GET.get("sort", "-cost"),
+        what_if=WhatIfForm(request.GET),
     )
 
 

@@ -30,7 +30,11 @@ class Table:
     link_key: str | None = None
     sortable: bool = False
     note: str = ""
+    # A row under the others (a total): shown on the page, not in the CSV,
+    # which holds the rows only.
+    footer: dict | None = None
     cells: list = field(init=False)
+    footer_cells: list = field(init=False)
 
     def __post_init__(self):
         self.cells = [
@@ -40,6 +44,11 @@ class Table:
             }
             for row in self.rows
         ]
+        self.footer_cells = (
+            [(column, self.footer.get(column.key)) for column in self.columns]
+            if self.footer
+            else []
+        )
 
 
 # OWASP, "CSV Injection": a spreadsheet reads a cell starting with one of

@@ -14,6 +14,7 @@ from functools import wraps
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -121,8 +122,12 @@ def render_page(request, page, filters, title=None, filename=None, **options):
             raise PermissionDenied
         if view.export not in page.tables:
             raise PermissionDenied("No such table.")
-        return csv_response(page.tables[view.export](view), f"{filename}-{view.export}")
-    tables = [build(view) for build in page.tables.values()]
+        table = page.tables[view.export](view)
+        if table is None:
+            raise Http404("This table is not on the page for these parameters.")
+        return csv_response(table, f"{filename}-{view.export}")
+    # A table's function answers None when the request does not ask for it.
+    tables = [table for build in page.tables.values() if (table := build(view)) is not None]
     context = {
         **admin.site.each_context(request),
         "title": title or page.title,

@@ -13,13 +13,15 @@ import logging
 import re
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from django.contrib import admin
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import reverse
 
 from core import crypto
 from core.apikeys import hash_api_key
+from core.management.commands import rotate_encryption_key as rotate_command
 from core.models import ApiKey, AuditLog, DatabaseConnection, SystemConfig
 from ingest.tests.test_api_auth import post
 from usage.models import NotificationChannel
@@ -87,36 +89,160 @@ def test_without_configured_keys_the_key_is_derived_from_secret_key(settings):
         connection.get_password()
 
 
-def test_rotation_old_key_still_decrypts_then_command_re_encrypts(settings):
+def _rotate(*args):
+    """rotate_encryption_key's output lines and its CommandError (or None)."""
+    out = _Output()
+    try:
+        call_command("rotate_encryption_key", *args, stdout=out)
+    except CommandError as error:
+        return out.text.splitlines(), error
+    return out.text.splitlines(), None
+
+
+@pytest.fixture
+def encrypted_world(settings):
+    """Under KEY_1: a database password and a webhook secret (and one more
+    of each); an imported password and a secret under a stranger's key; empty
+    values; then KEY_2 put first, KEY_1 kept."""
     settings.FIELD_ENCRYPTION_KEYS = [KEY_1]
-    ours = f.DatabaseConnectionFactory()
-    ours.set_password(DB_PASSWORD)
-    ours.save()
-    # An imported row: the source application's own ciphertext.
-    foreign_token = Fernet(Fernet.generate_key()).encrypt(b"theirs").decode()
-    foreign = f.DatabaseConnectionFactory(encrypted_db_password=foreign_token)
-    empty = f.DatabaseConnectionFactory(encrypted_db_password="")
-
-    # A new key goes first; the old one stays to decrypt.
-    settings.FIELD_ENCRYPTION_KEYS = [KEY_2, KEY_1]
-    assert DatabaseConnection.objects.get(pk=ours.pk).get_password() == DB_PASSWORD
-    call_command("rotate_encryption_key", "--dry-run", stdout=(dry := _Output()))
-    assert DatabaseConnection.objects.get(pk=ours.pk).encrypted_db_password == (
-        ours.encrypted_db_password
+    stranger = Fernet(Fernet.generate_key())
+    connections = []
+    for password in (DB_PASSWORD, "second-db-password"):
+        connection = f.DatabaseConnectionFactory()
+        connection.set_password(password)
+        connection.save()
+        connections.append(connection)
+    channels = []
+    for secret in (WEBHOOK_SECRET, "second-webhook-secret"):
+        channel = f.NotificationChannelFactory(kind="webhook", target="https://hooks.example/x")
+        channel.set_secret(secret)
+        channel.save()
+        channels.append(channel)
+    foreign = f.DatabaseConnectionFactory(
+        encrypted_db_password=stranger.encrypt(b"theirs").decode()
     )
-    call_command("rotate_encryption_key", stdout=(out := _Output()))
+    lost = f.NotificationChannelFactory(encrypted_secret=stranger.encrypt(b"lost").decode())
+    f.DatabaseConnectionFactory(encrypted_db_password="")
+    f.NotificationChannelFactory(encrypted_secret="")
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_2, KEY_1]
+    return connections, channels, foreign, lost
 
-    # Now the old key can go.
+
+def _stored(*rows):
+    return [type(row).objects.values_list(*row.encrypted_fields).get(pk=row.pk)[0] for row in rows]
+
+
+def test_the_encrypted_fields_are_every_models():
+    assert {(model._meta.label, name) for model, name in crypto.encrypted_fields()} == {
+        ("core.DatabaseConnection", "encrypted_db_password"),
+        ("usage.NotificationChannel", "encrypted_secret"),
+    }
+
+
+def test_dry_run_counts_and_changes_nothing(encrypted_world):
+    connections, channels, foreign, lost = encrypted_world
+    before = _stored(*connections, *channels, foreign, lost)
+
+    lines, error = _rotate("--dry-run")
+
+    assert lines == [
+        "core.DatabaseConnection.encrypted_db_password: would re-encrypt 2, "
+        "already under the first key 0, unreadable 1",
+        "usage.NotificationChannel.encrypted_secret: would re-encrypt 2, "
+        "already under the first key 0, unreadable 1",
+        "Would re-encrypt 4 value(s) with the first key; 0 already under it.",
+    ]
+    assert "Left 2 value(s) no configured key decrypts" in str(error)
+    assert _stored(*connections, *channels, foreign, lost) == before
+    assert not AuditLog.objects.filter(action="rotate_encryption_key").exists()
+
+
+def test_rotation_re_encrypts_under_the_new_key_and_leaves_the_unreadable(
+    settings, encrypted_world
+):
+    connections, channels, foreign, lost = encrypted_world
+    before = _stored(*connections, *channels, foreign, lost)
+
+    lines, error = _rotate()
+
+    # The unreadable values are reported: exit status 1, with their count.
+    assert error is not None and error.returncode == 1
+    assert "Left 2 value(s) no configured key decrypts" in str(error)
+    assert lines[-1] == "Re-encrypted 4 value(s) with the first key; 0 already under it."
+    after = _stored(*connections, *channels, foreign, lost)
+    assert all(new != old for new, old in zip(after[:4], before[:4], strict=True))
+    assert after[4:] == before[4:]  # the stranger's ciphertexts, untouched
+    # The old key can go: everything rotated opens under the new key alone.
     settings.FIELD_ENCRYPTION_KEYS = [KEY_2]
-    ours.refresh_from_db()
-    assert ours.get_password() == DB_PASSWORD
-    foreign.refresh_from_db()
-    empty.refresh_from_db()
-    assert foreign.encrypted_db_password == foreign_token
-    assert empty.encrypted_db_password == ""
-    assert "Would re-encrypt 1 database password(s)" in dry.text
-    assert "Re-encrypted 1 database password(s)" in out.text
-    assert "Left 1 value(s) no configured key decrypts" in out.text
+    for connection, password in zip(connections, (DB_PASSWORD, "second-db-password"), strict=True):
+        connection.refresh_from_db()
+        assert connection.get_password() == password
+        assert Fernet(KEY_2).decrypt(connection.encrypted_db_password.encode()) == password.encode()
+    for channel, secret in zip(channels, (WEBHOOK_SECRET, "second-webhook-secret"), strict=True):
+        channel.refresh_from_db()
+        assert channel.get_secret() == secret
+        with pytest.raises(InvalidToken):
+            Fernet(KEY_1).decrypt(channel.encrypted_secret.encode())
+    entry = AuditLog.objects.get(action="rotate_encryption_key")
+    assert entry.resource_type == "encryption_keys"
+    assert entry.new_values == {
+        "keys_configured": 2,
+        "fields": {
+            "core.DatabaseConnection.encrypted_db_password": {
+                "rotated": 2,
+                "current": 0,
+                "unreadable": 1,
+            },
+            "usage.NotificationChannel.encrypted_secret": {
+                "rotated": 2,
+                "current": 0,
+                "unreadable": 1,
+            },
+        },
+    }
+    for secret in (DB_PASSWORD, WEBHOOK_SECRET, *after):
+        assert secret not in str(entry.new_values)
+
+
+def test_a_rerun_changes_nothing(encrypted_world):
+    connections, channels, foreign, lost = encrypted_world
+    _rotate()
+    rotated = _stored(*connections, *channels)
+
+    lines, error = _rotate()
+
+    assert lines[-1] == "Re-encrypted 0 value(s) with the first key; 4 already under it."
+    assert _stored(*connections, *channels) == rotated
+    assert "Left 2 value(s)" in str(error)
+    # Without the unreadable values the command succeeds.
+    foreign.delete()
+    lost.delete()
+    lines, error = _rotate()
+    assert error is None
+    assert lines[-1] == "Re-encrypted 0 value(s) with the first key; 4 already under it."
+
+
+def test_a_failure_midway_rolls_every_change_back(encrypted_world, monkeypatch):
+    connections, channels, _foreign, _lost = encrypted_world
+    before = _stored(*connections, *channels)
+
+    rotate_field = rotate_command.Command._rotate
+    rotated = []
+
+    def fail_on_the_channels(self, model, name, dry_run):
+        if model is NotificationChannel:
+            raise RuntimeError("disk full")
+        rotated.append(rotate_field(self, model, name, dry_run))
+        return rotated[-1]
+
+    monkeypatch.setattr(rotate_command.Command, "_rotate", fail_on_the_channels)
+    with pytest.raises(RuntimeError, match="disk full"):
+        call_command("rotate_encryption_key", stdout=_Output())
+
+    # The database passwords were rotated first, then rolled back with the rest.
+    assert rotated[0]["rotated"] == 2
+    assert _stored(*connections, *channels) == before
+    assert not AuditLog.objects.filter(action="rotate_encryption_key").exists()
 
 
 class _Output:

@@ -23,6 +23,12 @@ def figure(value, kind="number"):
             # Costs are stored to 8 places: $0.00000015 must not read "$0.".
             return "$" + f"{value:.8f}".rstrip("0").rstrip(".")
         return "$" + intcomma(f"{value:.2f}")
+    if kind == "money_change":
+        # A difference of money: "+$1.20", "−$0.0004", "$0.00".
+        sign = "+" if value > 0 else "−" if value < 0 else ""
+        return sign + figure(abs(Decimal(value)), "money")
+    if kind == "change":
+        return change(value)
     if kind == "number":
         return intcomma(int(value))
     if kind == "ms":

@@ -778,8 +778,9 @@ def test_query_counts_do_not_grow_with_rows(
     # histograms per model (1); ratings, code executions, mistakes (3); selects (2);
     # quality from reviews (usage.review_metrics, 5, whatever the rows): error
     # rates by model and by source, judged answers, their categories, and the
-    # reviewed chats per model and month for the cost per good answer.
-    with django_assert_num_queries(ADMIN_REQUEST + 14):
+    # reviewed chats per model and month for the cost per good answer; the
+    # what-if form's models (1: the prices in force today).
+    with django_assert_num_queries(ADMIN_REQUEST + 15):
         assert client.get(MODELS, {"period": "30d", "sort": "-p95"}).status_code == 200
     # App user: the app user (1); choices (2); headline (6); cost per day (1);
     # cost by model (1); budget and the user's spend (2); selects (2); latest

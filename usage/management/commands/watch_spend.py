@@ -61,6 +61,16 @@ class Command(BaseCommand):
                     f"{row['first_seen']!s:<10} {row['requests']:>10} "
                     f"{row['unpriced_requests']:>10} {row['tokens']:>14}"
                 )
+            for row in report.unpriced:
+                if row["has_price"]:
+                    self.stdout.write(
+                        f"  {row['model_name']} ({row['provider']}) has a price, in force "
+                        "only after its unpriced calls: give it an earlier effective date."
+                    )
+            self.stdout.write(
+                "  Price them in the price book (Model prices in the admin, or import_prices "
+                "FILE); recompute_costs --model NAME then prices their calls."
+            )
         else:
             self.stdout.write("Every model is priced.")
         if report.failed:
