@@ -102,8 +102,9 @@ def _rotate(*args):
 @pytest.fixture
 def encrypted_world(settings):
     """Under KEY_1: a database password and a webhook secret (and one more
-    of each); an imported password and a secret under a stranger's key; empty
-    values; then KEY_2 put first, KEY_1 kept."""
+    of each); a local password and a secret under a stranger's key, and an
+    imported password in its application's own ciphertext; empty values;
+    then KEY_2 put first, KEY_1 kept."""
     settings.FIELD_ENCRYPTION_KEYS = [KEY_1]
     stranger = Fernet(Fernet.generate_key())
     connections = []
@@ -122,6 +123,7 @@ def encrypted_world(settings):
         encrypted_db_password=stranger.encrypt(b"theirs").decode()
     )
     lost = f.NotificationChannelFactory(encrypted_secret=stranger.encrypt(b"lost").decode())
+    f.DatabaseConnectionFactory(imported=True, encrypted_db_password="gAAAAAtheirs")
     f.DatabaseConnectionFactory(encrypted_db_password="")
     f.NotificationChannelFactory(encrypted_secret="")
     settings.FIELD_ENCRYPTION_KEYS = [KEY_2, KEY_1]
@@ -147,7 +149,7 @@ def test_dry_run_counts_and_changes_nothing(encrypted_world):
 
     assert lines == [
         "core.DatabaseConnection.encrypted_db_password: would re-encrypt 2, "
-        "already under the first key 0, unreadable 1",
+        "already under the first key 0, unreadable 1, the source application's own 1",
         "usage.NotificationChannel.encrypted_secret: would re-encrypt 2, "
         "already under the first key 0, unreadable 1",
         "Would re-encrypt 4 value(s) with the first key; 0 already under it.",
@@ -192,11 +194,13 @@ def test_rotation_re_encrypts_under_the_new_key_and_leaves_the_unreadable(
                 "rotated": 2,
                 "current": 0,
                 "unreadable": 1,
+                "foreign": 1,
             },
             "usage.NotificationChannel.encrypted_secret": {
                 "rotated": 2,
                 "current": 0,
                 "unreadable": 1,
+                "foreign": 0,
             },
         },
     }
@@ -214,7 +218,8 @@ def test_a_rerun_changes_nothing(encrypted_world):
     assert lines[-1] == "Re-encrypted 0 value(s) with the first key; 4 already under it."
     assert _stored(*connections, *channels) == rotated
     assert "Left 2 value(s)" in str(error)
-    # Without the unreadable values the command succeeds.
+    # Without the unreadable values the command succeeds: an imported
+    # application's own ciphertext is counted, not an error.
     foreign.delete()
     lost.delete()
     lines, error = _rotate()

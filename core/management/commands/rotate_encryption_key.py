@@ -8,10 +8,12 @@ Key rotation: put a new key first in FIELD_ENCRYPTION_KEYS, keep the old
 ones after it, deploy, run this command, then remove the old keys. All the
 changes are written in one transaction and the counts go to the audit trail
 (action "rotate_encryption_key"). A value already under the first key is
-left as it is, so a rerun writes nothing. A value no configured key opens
-(an imported application's own ciphertext, or a key already removed) is
-left as it is and counted, and the command then exits with status 1, after
-committing the others.
+left as it is, so a rerun writes nothing. A value of an imported row that no
+configured key opens is the source application's own ciphertext (this site
+never had it in clear): left as it is and counted apart. Any other value no
+key opens was encrypted with a key already removed: left as it is and
+counted, and the command then exits with status 1, after committing the
+others.
 """
 
 from collections import Counter
@@ -60,6 +62,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{label}: {verb} {count['rotated']}, already under the first key "
                 f"{count['current']}, unreadable {count['unreadable']}"
+                + (f", the source application's own {count['foreign']}" if count["foreign"] else "")
             )
         self.stdout.write(
             f"{verb.capitalize()} {total['rotated']} value(s) with the first key; "
@@ -67,14 +70,20 @@ class Command(BaseCommand):
         )
         if total["unreadable"]:
             raise CommandError(
-                f"Left {total['unreadable']} value(s) no configured key decrypts (imported "
-                "from a source application, or encrypted with a key already removed)."
+                f"Left {total['unreadable']} value(s) no configured key decrypts (encrypted "
+                "with a key already removed: put it back in FIELD_ENCRYPTION_KEYS and rerun)."
             )
 
     def _rotate(self, model, name, dry_run):
         """Re-encrypt one field of every row, in batches by primary key."""
-        count = Counter(rotated=0, current=0, unreadable=0)
-        rows = model._default_manager.exclude(**{name: ""}).order_by("pk").only("pk", name)
+        count = Counter(rotated=0, current=0, unreadable=0, foreign=0)
+        # An imported row's value no key opens is its source application's own.
+        imported = any(field.name == "source" for field in model._meta.fields)
+        rows = (
+            model._default_manager.exclude(**{name: ""})
+            .order_by("pk")
+            .only("pk", name, *(("source",) if imported else ()))
+        )
         last_pk = None
         while True:
             batch = list((rows if last_pk is None else rows.filter(pk__gt=last_pk))[:BATCH_SIZE])
@@ -90,7 +99,10 @@ class Command(BaseCommand):
                 try:
                     setattr(row, name, crypto.rotate(token))
                 except crypto.DecryptionError:
-                    count["unreadable"] += 1
+                    if imported and row.source_id is not None:
+                        count["foreign"] += 1
+                    else:
+                        count["unreadable"] += 1
                     continue
                 changed.append(row)
             count["rotated"] += len(changed)
