@@ -8,6 +8,8 @@ it, the API answers 422. One place, so every writer agrees.
 - Tokens per call: 0 … 10^9. The largest context windows are about 10^7
   tokens; 10^9 leaves room for batch jobs and keeps a sum of a billion rows
   (10^18) under 2^63 ≈ 9.2·10^18.
+- Token counts that are part of another (cached input of prompt, reasoning
+  of completion tokens): no more than the whole.
 - Cost per call: 0 … 10^5 USD. No single call costs more; ten million calls at
   the bound still fit the ledger's Decimal(20, 8) and its sums.
 - Times: 2000-01-01 (before any LLM application) … now + 1 day (clocks skew,
@@ -38,6 +40,17 @@ def tokens_problem(value):
         return f"tokens {value!r} is not a whole number"
     if not 0 <= value <= TOKENS_MAX:
         return f"tokens {value} outside 0…{TOKENS_MAX:,}"
+    return None
+
+
+def part_problem(part, whole):
+    """Why a token count that is part of another (cached input tokens of the
+    prompt tokens, reasoning tokens of the completion tokens) cannot be, or
+    None: a part larger than its whole. Unknown (None) counts pass."""
+    if part is None or whole is None or tokens_problem(part) or tokens_problem(whole):
+        return None
+    if part > whole:
+        return f"{part} is more than the {whole} of"
     return None
 
 

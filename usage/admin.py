@@ -51,9 +51,7 @@ class ModelUsageForm(forms.ModelForm):
                 **{
                     name: cleaned.get(name)
                     for name in (
-                        "prompt_tokens",
-                        "completion_tokens",
-                        "total_tokens",
+                        *ledger.TOKEN_FIELDS,
                         "cost",
                         "timestamp",
                     )
@@ -113,6 +111,7 @@ class ModelUsageAdmin(BigTableAdmin):
             {
                 "fields": (
                     ("prompt_tokens", "completion_tokens", "total_tokens"),
+                    ("cached_input_tokens", "reasoning_tokens"),
                     ("cost", "cost_source"),
                     ("query_size", "response_size", "request_time_ms"),
                 )
@@ -182,6 +181,8 @@ class ModelPriceAdmin(BaseAdmin):
         "provider",
         "input_per_million",
         "output_per_million",
+        "cached_input_per_million",
+        "reasoning_per_million",
         "effective_from",
     )
     list_filter = ("provider",)
@@ -229,6 +230,8 @@ class DailyUsageAdmin(RollupAdmin):
         "source",
         "requests",
         "total_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
         "cost",
         "unpriced_requests",
     )

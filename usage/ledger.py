@@ -83,13 +83,27 @@ def unchecked():
 
 # -- bounds ------------------------------------------------------------------------
 
+TOKEN_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+)
+# Token counts that are part of another (OpenAI's usage semantics).
+PARTS = {"cached_input_tokens": "prompt_tokens", "reasoning_tokens": "completion_tokens"}
+
 
 def refusal(usage):
     """Why a ledger row may not be stored (core.bounds), or None."""
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+    for name in TOKEN_FIELDS:
         problem = bounds.tokens_problem(getattr(usage, name, None))
         if problem:
             return f"{name}: {problem}"
+    for part, whole in PARTS.items():
+        problem = bounds.part_problem(getattr(usage, part, None), getattr(usage, whole, None))
+        if problem:
+            return f"{part}: {problem} {whole}"
     problem = bounds.cost_problem(getattr(usage, "cost", None))
     if problem:
         return problem
@@ -307,6 +321,8 @@ UPDATABLE = (
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
     "query_size",
     "response_size",
     "cost",

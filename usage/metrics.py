@@ -302,6 +302,14 @@ def unsuffixed(row):
     return {name.removesuffix("_total"): value for name, value in row.items()}
 
 
+# Sums of token counts that not every source reports, and the number of
+# requests that reported them.
+PART_SUMS = {
+    "cached_input_tokens": "cached_reported_requests",
+    "reasoning_tokens": "reasoning_reported_requests",
+}
+
+
 def _derive(row):
     """Ratios of summed roll-up columns; missing sums become 0."""
     for name in SUMMED:
@@ -316,6 +324,10 @@ def _derive(row):
     row["streaming_share"] = (
         row["streaming_requests"] / row["requests"] if row["requests"] else None
     )
+    # Summed where reported; unknown, not 0, when no request reported them.
+    for name, reported in PART_SUMS.items():
+        if not row[reported]:
+            row[name] = None
     return row
 
 
@@ -469,6 +481,8 @@ MODEL_COLUMNS = {
     "requests": ("requests",),
     "input": ("prompt_tokens",),
     "output": ("completion_tokens",),
+    "cached": ("cached_input_tokens",),
+    "reasoning": ("reasoning_tokens",),
     "cost": ("cost",),
     "cost_per_1k": ("cost_per_1k_tokens",),
     "latency": ("avg_latency_ms",),

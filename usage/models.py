@@ -14,6 +14,7 @@ from core.models import AppUser, Imported, Organization, Source
 
 # USD with sub-cent precision: a single call can cost $0.00000015.
 COST_FIELD = {"max_digits": 18, "decimal_places": 8}
+MILLION = Decimal(1_000_000)
 
 
 # -- the ledger's write guard ----------------------------------------------------
@@ -135,6 +136,14 @@ class ModelUsage(GuardedModel, Imported):
     # Derived from prompt + completion by usage.ledger only when not reported
     # (None); a reported value, 0 included, stays as reported.
     total_tokens = models.BigIntegerField(default=None, blank=True)
+    # Parts of the two counts above, as OpenAI reports them: the prompt tokens
+    # served from the provider's prompt cache (part of prompt_tokens) and the
+    # completion tokens spent on reasoning (part of completion_tokens). NULL
+    # when the source did not report them (unknown), 0 when it reported none;
+    # usage.ledger refuses a part larger than its whole. total_tokens stays
+    # prompt + completion: these are not added again.
+    cached_input_tokens = models.BigIntegerField(null=True, blank=True)
+    reasoning_tokens = models.BigIntegerField(null=True, blank=True)
     query_size = models.IntegerField(default=0)
     response_size = models.IntegerField(default=0)
     # Null when the source reported none and no price was in force.
@@ -262,6 +271,26 @@ class ModelPrice(models.Model):
     output_per_million = models.DecimalField(
         max_digits=12, decimal_places=6, validators=[MinValueValidator(0)]
     )
+    # Prices of the parts of prompt and completion tokens the ledger counts
+    # apart (ModelUsage.cached_input_tokens, reasoning_tokens). NULL: not
+    # priced apart — cached input costs the input price, reasoning the output
+    # price.
+    cached_input_per_million = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Empty: cached input tokens cost the input price.",
+    )
+    reasoning_per_million = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Empty: reasoning tokens cost the output price.",
+    )
     effective_from = models.DateField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -278,18 +307,46 @@ class ModelPrice(models.Model):
                 condition=models.Q(input_per_million__gte=0, output_per_million__gte=0),
                 name="usage_modelprice_non_negative",
             ),
+            models.CheckConstraint(
+                condition=(
+                    (
+                        models.Q(cached_input_per_million__isnull=True)
+                        | models.Q(cached_input_per_million__gte=0)
+                    )
+                    & (
+                        models.Q(reasoning_per_million__isnull=True)
+                        | models.Q(reasoning_per_million__gte=0)
+                    )
+                ),
+                name="usage_modelprice_parts_non_negative",
+            ),
         ]
 
     def __str__(self):
         return f"{self.provider}/{self.model_name} from {self.effective_from}"
 
-    def cost_of(self, prompt_tokens, completion_tokens):
-        """The USD cost of a call at this price."""
-        million = Decimal(1_000_000)
-        return (
-            Decimal(prompt_tokens or 0) * self.input_per_million
-            + Decimal(completion_tokens or 0) * self.output_per_million
-        ) / million
+    def cost_of(
+        self, prompt_tokens, completion_tokens, cached_input_tokens=None, reasoning_tokens=None
+    ):
+        """The USD cost of a call (or of summed calls) at this price.
+
+        Cached input tokens are part of the prompt tokens and reasoning tokens
+        part of the completion tokens: with a price of their own they are
+        charged at it instead of the input (output) price; without one, or
+        when not reported (None), the two counts are charged as a whole.
+        """
+        prompt, completion = Decimal(prompt_tokens or 0), Decimal(completion_tokens or 0)
+        total = Decimal(0)
+        if self.cached_input_per_million is not None and cached_input_tokens:
+            cached = Decimal(cached_input_tokens)
+            prompt -= cached
+            total += cached * self.cached_input_per_million
+        if self.reasoning_per_million is not None and reasoning_tokens:
+            reasoning = Decimal(reasoning_tokens)
+            completion -= reasoning
+            total += reasoning * self.reasoning_per_million
+        total += prompt * self.input_per_million + completion * self.output_per_million
+        return total / MILLION
 
 
 class Budget(models.Model):
@@ -454,6 +511,26 @@ MEASURES = (
         ),
     ),
     Measure("request_time_ms_sum", "request_time_ms"),
+    # Sums of the parts where reported, with the number of calls that
+    # reported them: a sum over no reporting call is unknown, not 0.
+    Measure("cached_input_tokens", "cached_input_tokens"),
+    Measure(
+        "cached_reported_requests",
+        where=(
+            models.Q(cached_input_tokens__isnull=False),
+            "cached_input_tokens IS NOT NULL",
+            lambda u: u.cached_input_tokens is not None,
+        ),
+    ),
+    Measure("reasoning_tokens", "reasoning_tokens"),
+    Measure(
+        "reasoning_reported_requests",
+        where=(
+            models.Q(reasoning_tokens__isnull=False),
+            "reasoning_tokens IS NOT NULL",
+            lambda u: u.reasoning_tokens is not None,
+        ),
+    ),
 )
 
 

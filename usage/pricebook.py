@@ -3,9 +3,12 @@
 ``read_price_map`` reads LiteLLM's ``model_prices_and_context_window.json``
 format: an object of model name → {"litellm_provider", "input_cost_per_token",
 "output_cost_per_token", "cache_read_input_token_cost",
-"output_cost_per_reasoning_token", …} (USD per token). Only input and output
-prices are kept: the ledger does not count cached-input or reasoning tokens
-apart (yet), so those prices are counted as ignored, never applied.
+"output_cost_per_reasoning_token", …} (USD per token). The input, output,
+cached-input (``cache_read_input_token_cost``) and reasoning
+(``output_cost_per_reasoning_token``) prices are kept, per million tokens;
+the ledger counts cached input and reasoning tokens as parts of the prompt
+and completion tokens (``ModelPrice.cost_of``). Prices of token types the
+ledger does not count (cache writes, audio) are listed as not applied.
 
 ``plan_import`` compares the map with the prices in force on the effective
 date (the diff printed before anything is written); ``repricing_diff`` says
@@ -37,10 +40,14 @@ MILLION = Decimal(1_000_000)
 PER_MILLION_QUANTUM = Decimal("0.000001")
 # ModelPrice's per-million columns: max_digits=12, decimal_places=6
 MAX_PER_MILLION = Decimal("999999.999999")
+# The map's optional prices of parts of the input and output tokens, and the
+# ModelPrice columns they go to.
+PART_PRICES = {
+    "cache_read_input_token_cost": "cached_input_per_million",
+    "output_cost_per_reasoning_token": "reasoning_per_million",
+}
 IGNORED_PRICES = (
-    "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
-    "output_cost_per_reasoning_token",
     "input_cost_per_audio_token",
     "output_cost_per_audio_token",
 )
@@ -48,13 +55,39 @@ IGNORED_PRICES = (
 
 @dataclass(frozen=True)
 class MapPrice:
-    """One model's input and output price (USD per million tokens) in the map."""
+    """One model's prices (USD per million tokens) in the map; the cached
+    input and reasoning prices None when the map gives none."""
 
     model_name: str
     provider: str
     input_per_million: Decimal
     output_per_million: Decimal
     ignored: tuple = ()  # token types priced in the map that are not applied
+    cached_input_per_million: Decimal | None = None
+    reasoning_per_million: Decimal | None = None
+
+    def rates(self):
+        """{ModelPrice price column: value} of every price."""
+        return {name: getattr(self, name) for name in PRICE_FIELDS}
+
+
+# ModelPrice's price columns, and how the diff names them.
+PRICE_FIELDS = {
+    "input_per_million": "in",
+    "output_per_million": "out",
+    "cached_input_per_million": "cached in",
+    "reasoning_per_million": "reasoning",
+}
+
+
+def describe(price):
+    """A ModelPrice's or MapPrice's prices for the diff: "in 2.500000/out
+    10.000000/cached in 1.250000" (a part not priced apart is left out)."""
+    return "/".join(
+        f"{label} {getattr(price, name)}"
+        for name, label in PRICE_FIELDS.items()
+        if getattr(price, name) is not None
+    )
 
 
 @dataclass
@@ -108,6 +141,11 @@ def read_price_map(data):
             rates = [
                 _per_million(entry[k], k) for k in ("input_cost_per_token", "output_cost_per_token")
             ]
+            parts = {
+                column: _per_million(entry[key], key)
+                for key, column in PART_PRICES.items()
+                if entry.get(key) is not None
+            }
         except ValueError as error:
             result.refused.append((name, str(error)))
             continue
@@ -116,7 +154,7 @@ def read_price_map(data):
             result.refused.append((name, "model or provider name too long"))
             continue
         ignored = tuple(k for k in IGNORED_PRICES if entry.get(k))
-        result.prices.append(MapPrice(model_name, provider.strip(), *rates, ignored))
+        result.prices.append(MapPrice(model_name, provider.strip(), *rates, ignored, **parts))
     return result
 
 
@@ -134,10 +172,7 @@ class PriceChange:
     def state(self):
         if self.old is None:
             return "new"
-        same = (self.old.input_per_million, self.old.output_per_million) == (
-            self.price.input_per_million,
-            self.price.output_per_million,
-        )
+        same = all(getattr(self.old, name) == value for name, value in self.price.rates().items())
         return "unchanged" if same else "changed"
 
 
@@ -181,9 +216,8 @@ def _new_book(changes, effective):
         ModelPrice(
             model_name=c.price.model_name,
             provider=c.price.provider,
-            input_per_million=c.price.input_per_million,
-            output_per_million=c.price.output_per_million,
             effective_from=effective,
+            **c.price.rates(),
         )
         for c in changes
     ]
@@ -245,10 +279,7 @@ def apply_import(changes, effective):
                 model_name=change.price.model_name,
                 provider=change.price.provider,
                 effective_from=effective,
-                defaults={
-                    "input_per_million": change.price.input_per_million,
-                    "output_per_million": change.price.output_per_million,
-                },
+                defaults=change.price.rates(),
             )
         for name in sorted({c.price.model_name for c in changes}):
             call_command("recompute_costs", model=name, since=effective.isoformat(), stdout=out)

@@ -51,7 +51,12 @@ class PriceBook:
             usage.cost = None
             usage.cost_source = ModelUsage.CostSource.UNPRICED
         else:
-            cost = price.cost_of(usage.prompt_tokens, usage.completion_tokens)
+            cost = price.cost_of(
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                getattr(usage, "cached_input_tokens", None),
+                getattr(usage, "reasoning_tokens", None),
+            )
             usage.cost = cost.quantize(COST_QUANTUM)
             usage.cost_source = ModelUsage.CostSource.COMPUTED
         return usage

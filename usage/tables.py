@@ -42,6 +42,8 @@ MODEL_TABLE_COLUMNS = [
     Column("requests", "Requests", "number"),
     Column("prompt_tokens", "Input tokens", "number"),
     Column("completion_tokens", "Output tokens", "number"),
+    Column("cached_input_tokens", "Cached input tokens", "number"),
+    Column("reasoning_tokens", "Reasoning tokens", "number"),
     Column("cost", "Cost", "money"),
     Column("cost_per_1k_tokens", "Cost / 1k tokens", "money"),
     Column("avg_latency_ms", "Avg latency", "ms"),
@@ -56,6 +58,8 @@ MODEL_SORT_KEYS = {
     "requests": "requests",
     "prompt_tokens": "input",
     "completion_tokens": "output",
+    "cached_input_tokens": "cached",
+    "reasoning_tokens": "reasoning",
     "cost": "cost",
     "cost_per_1k_tokens": "cost_per_1k",
     "avg_latency_ms": "latency",
@@ -131,7 +135,11 @@ def models(view):
         MODEL_TABLE_COLUMNS,
         metrics.models_table(view.period, view.scope, view.options["sort"]),
         sortable=True,
-        note="Ratings, code success and mistakes are matched to the ledger by model name.",
+        note=(
+            "Cached input tokens are part of the input tokens and reasoning tokens part of "
+            "the output tokens, summed over the requests that reported them (empty: none "
+            "did). Ratings, code success and mistakes are matched to the ledger by model name."
+        ),
     )
 
 

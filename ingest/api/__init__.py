@@ -49,6 +49,15 @@ time zone.
 booleans `true`/`false` (not `"yes"` or 1), times ISO 8601 strings with a time
 zone (not Unix timestamps); only client ids take an integer as text.
 
+**Cached input and reasoning tokens.** A usage record may carry
+`cached_input_tokens` (prompt tokens served from the provider's cache) and
+`reasoning_tokens` (completion tokens spent on reasoning). As in OpenAI's
+usage object they are parts of `prompt_tokens` and `completion_tokens`, never
+more, and not added to `total_tokens`. Omitted or null: not reported (0 means
+reported none). A record without cost is priced with the model's cached-input
+and reasoning prices where the price list has them, else at its input and
+output prices.
+
 **OpenTelemetry.** Applications instrumented with OpenTelemetry's GenAI
 conventions can send traces instead: `POST /api/v1/otel/v1/traces` (OTLP/HTTP,
 protobuf or JSON, gzip or not; not listed below, being no JSON batch). Point
@@ -56,7 +65,9 @@ the exporter at it with the SDKs' environment variables:
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://<site>/api/v1/otel/v1/traces`,
 `OTEL_EXPORTER_OTLP_HEADERS=x-api-key=<key>`,
 `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`. Each model-call span becomes one
-usage record (idempotent by trace and span id); impossible spans are counted
+usage record (idempotent by trace and span id), with
+`gen_ai.usage.cache_read.input_tokens` and `gen_ai.usage.reasoning.output_tokens`
+as its cached input and reasoning tokens; impossible spans are counted
 in the answer's `partial_success` with their reasons.
 """
 

@@ -24,9 +24,14 @@ ignored. A model call becomes one ledger row of the key's source:
   the application asked for, which the price list knows);
 - provider: ``gen_ai.provider.name``, else ``gen_ai.system``;
 - tokens: ``gen_ai.usage.input_tokens`` / ``output_tokens`` (or the older
-  ``prompt_tokens`` / ``completion_tokens``); cached and reasoning counts
-  are checked against the bounds (they are part of these two, per the
-  conventions);
+  ``prompt_tokens`` / ``completion_tokens``);
+- cached input tokens: ``gen_ai.usage.cache_read.input_tokens`` (or the
+  older spellings in ``CACHED_INPUT``); reasoning tokens:
+  ``gen_ai.usage.reasoning.output_tokens`` (or those in ``REASONING``). Per
+  the conventions they are part of the input and output tokens, so a count
+  larger than its whole rejects the span; absent, they are NULL (not
+  reported). ``gen_ai.usage.cache_creation.input_tokens`` is only checked
+  (the ledger does not count cache writes apart);
 - cost: ``gen_ai.usage.cost`` when the span reports one, else priced from
   the model price list by the ledger;
 - time: the span's start; latency: end minus start, in milliseconds;
@@ -82,6 +87,21 @@ IGNORED_OPERATIONS = {"invoke_agent", "create_agent", "execute_tool"}
 MAX_REASONS = 20
 # How deep a JSON body may nest (OTLP's own nesting is about 10 levels).
 MAX_DEPTH = 64
+# The attribute names of the cached-input and reasoning token counts, the
+# current GenAI semantic conventions' first, then older spellings in use
+# (the conventions' earlier drafts, Sentry's, OpenLLMetry's); the first
+# present is read.
+CACHED_INPUT = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.input_tokens.cached",
+    "gen_ai.usage.cached_tokens",
+)
+REASONING = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",
+    "gen_ai.usage.output_tokens.reasoning",
+)
 
 GRPC_CODES = {
     400: code_pb2.INVALID_ARGUMENT,
@@ -112,6 +132,8 @@ class Call:
     provider: str
     prompt_tokens: int
     completion_tokens: int
+    cached_input_tokens: int | None
+    reasoning_tokens: int | None
     cost: Decimal | None
     timestamp: dt.datetime
     request_time_ms: int | None
@@ -345,12 +367,16 @@ def span_call(span):
     provider = read.text("gen_ai.provider.name", 50) or read.text("gen_ai.system", 50)
     prompt = read.tokens("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
     completion = read.tokens("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-    for name in (
-        "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.cache_creation.input_tokens",
-        "gen_ai.usage.reasoning.output_tokens",
+    cached = read.tokens(*CACHED_INPUT)
+    reasoning = read.tokens(*REASONING)
+    read.tokens("gen_ai.usage.cache_creation.input_tokens")
+    for part, whole, label, whole_label in (
+        (cached, prompt, "cached input tokens", "input tokens"),
+        (reasoning, completion, "reasoning tokens", "output tokens"),
     ):
-        read.tokens(name)
+        problem = bounds.part_problem(part, whole or 0)
+        if problem:
+            read.problems.append(f"{label}: {problem} {whole_label}")
     if prompt is not None and completion is not None:
         # the ledger's total is their sum, and it is held to the same bound
         problem = bounds.tokens_problem(prompt + completion)
@@ -372,6 +398,8 @@ def span_call(span):
         provider=provider,
         prompt_tokens=prompt or 0,
         completion_tokens=completion or 0,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
         cost=cost,
         timestamp=timestamp,
         request_time_ms=latency,
@@ -485,6 +513,8 @@ def write_calls(source, calls):
             prompt_tokens=call.prompt_tokens,
             completion_tokens=call.completion_tokens,
             total_tokens=call.prompt_tokens + call.completion_tokens,
+            cached_input_tokens=call.cached_input_tokens,
+            reasoning_tokens=call.reasoning_tokens,
             cost=call.cost,
             cost_source=(
                 ModelUsage.CostSource.COMPUTED

@@ -29,10 +29,12 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
 from core import bounds
+from usage.ledger import PARTS  # token counts that are part of another
 
 # Items in one batch (every endpoint) and messages in one POST /chats batch.
 MAX_ITEMS = 1000
@@ -142,6 +144,18 @@ class UsageIn(Item):
     prompt_tokens: Tokens = 0
     completion_tokens: Tokens = 0
     total_tokens: Tokens | None = Field(None, description="Omitted: prompt + completion.")
+    cached_input_tokens: Tokens | None = Field(
+        None,
+        description="Prompt tokens served from the provider's prompt cache: part of "
+        "prompt_tokens (OpenAI's prompt_tokens_details.cached_tokens), at most prompt_tokens. "
+        "Omitted or null: not reported.",
+    )
+    reasoning_tokens: Tokens | None = Field(
+        None,
+        description="Completion tokens spent on reasoning: part of completion_tokens (OpenAI's "
+        "completion_tokens_details.reasoning_tokens), at most completion_tokens. Omitted or "
+        "null: not reported.",
+    )
     query_size: Int32 = 0
     response_size: Int32 = 0
     cost: Cost | None = Field(
@@ -150,6 +164,16 @@ class UsageIn(Item):
     timestamp: Moment
     is_streaming: StrictBool = False
     request_time_ms: Int32 | None = None
+
+    @field_validator("cached_input_tokens", "reasoning_tokens")
+    @classmethod
+    def _part_of_its_whole(cls, value, info):
+        whole = PARTS[info.field_name]
+        if value is not None and whole in info.data:  # absent: refused on its own
+            problem = bounds.part_problem(value, info.data[whole])
+            if problem:
+                raise ValueError(f"{problem} {whole}")
+        return value
 
 
 class UsageBatch(Schema):

@@ -75,6 +75,8 @@ LEDGER_FIELDS = {
     "provider",
     "prompt_tokens",
     "completion_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
     "query_size",
     "response_size",
     "cost",

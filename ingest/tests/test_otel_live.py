@@ -154,7 +154,7 @@ def ledger(source):
         cursor.execute(
             "SELECT u.source_pk, model_name, provider, prompt_tokens, completion_tokens, "
             "total_tokens, cost, cost_source, timestamp, request_time_ms, c.source_pk, "
-            "a.source_pk FROM usage_modelusage u "
+            "a.source_pk, u.cached_input_tokens, u.reasoning_tokens FROM usage_modelusage u "
             "LEFT JOIN chats_chat c ON c.id = u.chat_id "
             "LEFT JOIN core_appuser a ON a.id = u.user_id "
             "WHERE u.source_id = %s",
@@ -182,6 +182,8 @@ def assert_ledger_and_dashboard_match(source, calls=CALLS):
         else:
             assert row[6] == ("computed" if want is not None else "unpriced")
         assert (row[8], row[9], row[10]) == (ms, conversation, user)
+        # the spans' cache_read.input_tokens and reasoning.output_tokens
+        assert (row[11], row[12]) == (inp // 2, out // 4)
 
     # the overview's figures, day by day and for both days, against the calls
     for first, last in [

@@ -87,8 +87,11 @@ def manager_without_export(db):
     return user
 
 
-def _usage(n, when, who, model, prompt, completion, cost, streaming, ms, source, chat=None):
+def _usage(
+    n, when, who, model, prompt, completion, cost, streaming, ms, source, chat=None, **parts
+):
     return ModelUsage(
+        **parts,
         user=who,
         chat=chat,
         model_name=model[0],
@@ -113,7 +116,9 @@ def awkward(time_zone):
     """Orgs, users, sources, prices, an awkward ledger, chats, feedback and
     code executions, all in February and March 2024.
 
-    Ledger rows (UTC): costs None are priced from ModelPrice (gpt-4o $2.50/$10,
+    Ledger rows (UTC): cached input and reasoning tokens reported on some
+    rows (values, zeros, a part equal to its whole), NULL on the others;
+    costs None are priced from ModelPrice (gpt-4o $2.50/$10,
     claude $3/$15 per million) or stay unpriced (llama); zero costs; anonymous
     rows with and without an organisation (from the chat); 23:59:59 and
     00:00:00 on adjacent days; 03:00 UTC (the previous day in New York);
@@ -163,15 +168,38 @@ def awkward(time_zone):
     )
 
     first = [
-        _usage(1, utc(2024, 3, 13, 23, 59, 59), ann, G, 1200, 300, None, True, 850, aa),
+        _usage(
+            1,
+            utc(2024, 3, 13, 23, 59, 59),
+            *(ann, G, 1200, 300, None, True, 850, aa),
+            cached_input_tokens=1000,
+            reasoning_tokens=0,
+        ),
         _usage(2, utc(2024, 3, 14, 0, 0, 0), ann, G, 2000, 500, "0.0125", False, 1200, aa),
-        _usage(3, utc(2024, 3, 14, 3), None, C, 1000, 1000, None, True, 2500, tts, chat_anon),
+        _usage(
+            3,
+            utc(2024, 3, 14, 3),
+            *(None, C, 1000, 1000, None, True, 2500, tts, chat_anon),
+            cached_input_tokens=0,
+        ),
         _usage(4, utc(2024, 3, 14, 12), None, L, 500, 250, None, False, None, None),
         _usage(5, utc(2024, 3, 12, 10), bob, M, 400, 100, "0", False, 300, aa),
-        _usage(6, utc(2024, 3, 11, 15), cat, C, 6 * 10**8, 4 * 10**8, None, True, 125_000, tts),
+        _usage(
+            6,
+            utc(2024, 3, 11, 15),
+            *(cat, C, 6 * 10**8, 4 * 10**8, None, True, 125_000, tts),
+            # every token a part, at the bound
+            cached_input_tokens=6 * 10**8,
+            reasoning_tokens=4 * 10**8,
+        ),
         _usage(7, utc(2024, 3, 10, 6, 30), dan, Z, 800, 200, "0.004", False, 640, aa),
         _usage(8, utc(2024, 3, 10, 4, 59, 59), dan, Z, 100, 50, "0.0009", True, 90, aa),
-        _usage(9, utc(2024, 3, 13, 18), bob, L, 3000, 700, None, False, 4000, tts),
+        _usage(
+            9,
+            utc(2024, 3, 13, 18),
+            *(bob, L, 3000, 700, None, False, 4000, tts),
+            reasoning_tokens=700,
+        ),
         _usage(10, utc(2024, 3, 1, 0, 0, 0), ann, G, 100, 100, None, False, 50, aa),
         _usage(11, utc(2024, 3, 5, 12), cat, G, 5000, 1500, None, False, 700, tts),
         _usage(12, utc(2024, 2, 20, 9), ann, G, 1000, 500, None, False, 1000, aa),
@@ -193,6 +221,7 @@ def awkward(time_zone):
             i % 3 == 0,
             ms,
             aa if i % 2 == 0 else tts,
+            cached_input_tokens=50 if i % 4 == 0 else None,
         )
         for i, ms in enumerate(BOB_TIMES)
     ]

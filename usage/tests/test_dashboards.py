@@ -275,6 +275,8 @@ def test_models_page_every_sort(as_manager):
                 ("requests", "number"),
                 ("prompt_tokens", "number"),
                 ("completion_tokens", "number"),
+                ("cached_input_tokens", "number"),
+                ("reasoning_tokens", "number"),
                 ("cost", "money"),
                 ("cost_per_1k_tokens", "money"),
                 ("avg_latency_ms", "ms"),
@@ -294,6 +296,8 @@ def test_models_page_every_sort(as_manager):
             "2",
             "600,001,000",
             "400,001,000",
+            "600,000,000",
+            "400,000,000",
             "$7,800.02",
             "$0.0078",
             "63,750 ms",
@@ -308,6 +312,8 @@ def test_models_page_every_sort(as_manager):
             "19",
             "17,110",
             "4,470",
+            "1,150",
+            "0",
             "$0.09",
             "$0.00416937",
             "1,081 ms",
@@ -322,6 +328,8 @@ def test_models_page_every_sort(as_manager):
             "2",
             "900",
             "250",
+            "–",  # reported by no call: unknown, not 0
+            "–",
             "$0.0049",
             "$0.00426087",
             "365 ms",
@@ -336,6 +344,8 @@ def test_models_page_every_sort(as_manager):
             "3",
             "1,300",
             "1,000",
+            "–",
+            "–",
             "$0.003",
             "$0.00130435",
             "403 ms",
@@ -351,6 +361,8 @@ def test_models_page_every_sort(as_manager):
             "2",
             "3,500",
             "950",
+            "–",
+            "700",
             "$0.00",
             "–",
             "4,000 ms",
@@ -588,6 +600,8 @@ MODEL_HEADER = [
     "Requests",
     "Input tokens",
     "Output tokens",
+    "Cached input tokens",
+    "Reasoning tokens",
     "Cost",
     "Cost / 1k tokens",
     "Avg latency",
@@ -602,6 +616,8 @@ MODEL_FIELDS = [
     "requests",
     "prompt_tokens",
     "completion_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
     "cost",
     "cost_per_1k_tokens",
     "avg_latency_ms",
@@ -671,7 +687,8 @@ def test_models_export_equals_metrics_for_each_sort(as_manager, awkward):
                 MODEL_HEADER,
             )
     rows = _csv(as_manager.get(MODELS, {"period": "30d", "export": "models"}))
-    assert rows[-1][:7] == ["llama-3-70b", "groq", "2", "3500", "950", "0", ""]
+    # cached input: reported by no call (empty); reasoning: 700
+    assert rows[-1][:9] == ["llama-3-70b", "groq", "2", "3500", "950", "", "700", "0", ""]
 
 
 @pytest.mark.parametrize("kind", ["user", "organization"])

@@ -62,7 +62,8 @@ def book(time_zone):
             row("claude-3-5-sonnet", "anthropic", 5, 1000, 2000),
             row("claude-3-5-sonnet", "anthropic", 5, 1000, 2000, cost="0.5"),  # reported
             row("gpt-4o", "azure", 6, 1000, 1000),  # no price: unpriced
-            row("gpt-4o", "openai", 6, 1000, 1000),
+            # 400 of its 1,000 prompt tokens cached: the map prices them apart
+            row("gpt-4o", "openai", 6, 1000, 1000, cached_input_tokens=400, reasoning_tokens=0),
         ]
     )
     return rows
@@ -73,6 +74,8 @@ def costs():
 
 
 def test_the_map_is_read_per_million_tokens_with_refusals_and_ignored_prices():
+    """Input, output, cached-input and reasoning prices are read; cache
+    writes are listed as not applied."""
     price_map = pricebook.load_price_map(FIXTURE)
 
     prices = {(p.model_name, p.provider): p for p in price_map.prices}
@@ -86,11 +89,14 @@ def test_the_map_is_read_per_million_tokens_with_refusals_and_ignored_prices():
     assert prices["gpt-4o", "azure"].input_per_million == Decimal("2.750000")
     assert prices["gpt-4o", "azure"].output_per_million == Decimal("11.000000")
     assert prices["text-embedding-3-small", "openai"].input_per_million == Decimal("0.020000")
-    assert prices["claude-3-5-sonnet", "anthropic"].ignored == (
-        "cache_read_input_token_cost",
-        "cache_creation_input_token_cost",
-    )
-    assert prices["o1", "openai"].ignored == ("output_cost_per_reasoning_token",)
+    assert prices["claude-3-5-sonnet", "anthropic"].ignored == ("cache_creation_input_token_cost",)
+    assert prices["claude-3-5-sonnet", "anthropic"].cached_input_per_million == Decimal("0.300000")
+    assert prices["gpt-4o", "openai"].cached_input_per_million == Decimal("1.250000")
+    assert prices["gpt-4o", "openai"].reasoning_per_million is None
+    assert prices["gpt-4o", "azure"].cached_input_per_million is None
+    assert prices["o1", "openai"].reasoning_per_million == Decimal("60.000000")
+    assert prices["o1", "openai"].cached_input_per_million is None
+    assert prices["o1", "openai"].ignored == ()
     assert price_map.refused == [
         ("dall-e-3", "no input_cost_per_token or output_cost_per_token"),
         ("broken-model", "input_cost_per_token is negative or not finite"),
@@ -116,6 +122,28 @@ def test_bad_prices_are_refused_with_their_reason(value, reason):
     assert pricebook.read_price_map(data).refused == [("m", reason)]
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("cache_read_input_token_cost", -1e-06, "cache_read_input_token_cost is negative"),
+        ("output_cost_per_reasoning_token", "x", "output_cost_per_reasoning_token is not a"),
+    ],
+)
+def test_bad_part_prices_are_refused_with_their_reason(key, value, reason):
+    data = {
+        "m": {
+            "litellm_provider": "p",
+            "input_cost_per_token": 1e-06,
+            "output_cost_per_token": 2e-06,
+            key: value,
+        }
+    }
+
+    ((name, why),) = pricebook.read_price_map(data).refused
+    assert name == "m"
+    assert why.startswith(reason)
+
+
 def test_dry_run_prints_both_diffs_and_writes_nothing(book):
     prices_before, costs_before = list(ModelPrice.objects.values()), costs()
 
@@ -126,15 +154,20 @@ def test_dry_run_prints_both_diffs_and_writes_nothing(book):
         "refused broken-model: input_cost_per_token is negative or not finite",
         "refused nameless-provider: no litellm_provider",
     ]
-    assert lines[3] == "5 priced models in the map; 2 new or changed from 2024-03-03:"
+    assert lines[3] == "5 priced models in the map; 3 new or changed from 2024-03-03:"
     assert lines[4] == (
         "  ~ anthropic/claude-3-5-sonnet: in 3.000000/out 15.000000 → in 3.500000/out "
-        "15.000000 per million tokens (not applied: cache_read_input_token_cost, "
+        "15.000000/cached in 0.300000 per million tokens (not applied: "
         "cache_creation_input_token_cost)"
     )
     assert lines[5] == "  + azure/gpt-4o: in 2.750000/out 11.000000 per million tokens"
-    assert lines[6] == "Money that moves (ledger rows priced from the book):"
-    moved = [line.split() for line in lines[8:10]]
+    # the same input and output prices, and now a price of cached input
+    assert lines[6] == (
+        "  ~ openai/gpt-4o: in 2.500000/out 10.000000 → in 2.500000/out 10.000000/cached in "
+        "1.250000 per million tokens"
+    )
+    assert lines[7] == "Money that moves (ledger rows priced from the book):"
+    moved = [line.split() for line in lines[9:12]]
     assert moved == [
         [
             "2024-03-05",
@@ -145,8 +178,10 @@ def test_dry_run_prints_both_diffs_and_writes_nothing(book):
             "+0.00050000",
         ],
         ["2024-03-06", "azure/gpt-4o", "1", "0.00000000", "0.01375000", "+0.01375000"],
+        # 1,000 x 2.50 + 1,000 x 10 → 600 x 2.50 + 400 x 1.25 + 1,000 x 10, per million
+        ["2024-03-06", "openai/gpt-4o", "1", "0.01250000", "0.01200000", "-0.00050000"],
     ]
-    assert lines[10] == "  total moved: +0.01425000 USD"
+    assert lines[12] == "  total moved: +0.01375000 USD"
     assert lines[-1] == "Dry run: nothing written."
     assert list(ModelPrice.objects.values()) == prices_before
     assert costs() == costs_before
@@ -155,14 +190,23 @@ def test_dry_run_prints_both_diffs_and_writes_nothing(book):
 def test_the_import_writes_prices_and_reprices_only_book_priced_rows(book):
     lines = import_prices("--effective", "2024-03-03")
 
-    assert lines[-1] == "Wrote 2 price(s)."
-    assert ModelPrice.objects.filter(effective_from=dt.date(2024, 3, 3)).count() == 2
+    assert lines[-1] == "Wrote 3 price(s)."
+    written = ModelPrice.objects.filter(effective_from=dt.date(2024, 3, 3))
+    assert sorted(
+        written.values_list(
+            "model_name", "provider", "cached_input_per_million", "reasoning_per_million"
+        )
+    ) == [
+        ("claude-3-5-sonnet", "anthropic", Decimal("0.300000"), None),
+        ("gpt-4o", "azure", None, None),
+        ("gpt-4o", "openai", Decimal("1.250000"), None),
+    ]
     assert costs() == [
         (Decimal("0.03300000"), "computed"),  # 1 March: the old price still
         (Decimal("0.03350000"), "computed"),
         (Decimal("0.50000000"), "reported"),  # never re-priced
         (Decimal("0.01375000"), "computed"),  # was unpriced
-        (Decimal("0.01250000"), "computed"),  # unchanged price
+        (Decimal("0.01200000"), "computed"),  # its cached tokens now cheaper
     ]
     # the roll-ups moved with the ledger
     ledger_sum = ModelUsage.objects.aggregate(c=Sum("cost"))["c"]
@@ -177,11 +221,13 @@ def test_the_import_writes_prices_and_reprices_only_book_priced_rows(book):
 
 def test_all_takes_models_nobody_used_and_model_narrows(book):
     lines = import_prices("--effective", "2024-03-03", "--all", "--dry-run")
-    assert "4 new or changed" in lines[3]  # + o1, text-embedding-3-small
-    assert any(line.startswith("  + openai/o1:") for line in lines)
+    assert "5 new or changed" in lines[3]  # + o1, text-embedding-3-small
+    assert (
+        "  + openai/o1: in 15.000000/out 60.000000/reasoning 60.000000 per million tokens"
+    ) in lines
 
     lines = import_prices("--effective", "2024-03-03", "--model", "gpt-4o")
-    assert lines[3].endswith("1 new or changed from 2024-03-03:")
+    assert lines[3].endswith("2 new or changed from 2024-03-03:")  # azure and openai
     assert ModelPrice.objects.filter(model_name="claude-3-5-sonnet").count() == 1
 
 

@@ -136,6 +136,103 @@ def test_refusal_names_each_bound():
     assert "timestamp" in ledger.refusal(_row(timestamp=dt.datetime(1999, 12, 31, tzinfo=dt.UTC)))
     assert "timestamp" in ledger.refusal(_row(timestamp=now + dt.timedelta(days=2)))
     assert ledger.refusal(_row(timestamp=now + dt.timedelta(hours=23))) is None
+    assert "cached_input_tokens" in ledger.refusal(_row(cached_input_tokens=-1))
+    assert "reasoning_tokens" in ledger.refusal(_row(reasoning_tokens=10**9 + 1))
+    assert "reasoning_tokens" in ledger.refusal(_row(reasoning_tokens=True))
+
+
+def test_a_part_larger_than_its_whole_is_refused():
+    """Cached input tokens are part of the prompt tokens, reasoning tokens
+    part of the completion tokens: each at most its whole; None is unknown."""
+    assert ledger.refusal(_row(cached_input_tokens=100, reasoning_tokens=50)) is None
+    assert ledger.refusal(_row(cached_input_tokens=0, reasoning_tokens=0)) is None
+    assert ledger.refusal(_row(cached_input_tokens=None, reasoning_tokens=None)) is None
+    assert ledger.refusal(_row(cached_input_tokens=101)) == (
+        "cached_input_tokens: 101 is more than the 100 of prompt_tokens"
+    )
+    assert ledger.refusal(_row(reasoning_tokens=51)) == (
+        "reasoning_tokens: 51 is more than the 50 of completion_tokens"
+    )
+    with pytest.raises(ledger.LedgerRefusal, match="cached_input_tokens"):
+        ledger.add_usage([_row(cached_input_tokens=101)])
+    assert not ModelUsage.objects.exists()
+
+
+def test_the_new_token_counts_are_stored_as_reported_and_updated():
+    source = f.SourceFactory()
+    ledger.upsert_usage(
+        source,
+        [
+            _row(source_pk="unknown"),
+            _row(source_pk="zero", cached_input_tokens=0, reasoning_tokens=0),
+            _row(source_pk="parts", cached_input_tokens=100, reasoning_tokens=50),
+        ],
+    )
+    stored = dict(
+        ModelUsage.objects.values_list("source_pk", "cached_input_tokens").order_by("source_pk")
+    )
+    assert stored == {"parts": 100, "unknown": None, "zero": 0}
+    # the total is prompt + completion: the parts are not added again
+    assert set(ModelUsage.objects.values_list("total_tokens", flat=True)) == {150}
+    result = ledger.upsert_usage(
+        source, [_row(source_pk="zero", cached_input_tokens=0, reasoning_tokens=0)]
+    )
+    assert len(result["unchanged"]) == 1
+    result = ledger.upsert_usage(source, [_row(source_pk="zero", reasoning_tokens=20)])
+    assert len(result["updated"]) == 1
+    row = ModelUsage.objects.get(source_pk="zero")
+    assert (row.cached_input_tokens, row.reasoning_tokens) == (None, 20)
+    total = DailyTotal.objects.get()
+    assert (total.cached_input_tokens, total.cached_reported_requests) == (100, 1)
+    assert (total.reasoning_tokens, total.reasoning_reported_requests) == (70, 2)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY path is PostgreSQL's")
+def test_the_copy_path_carries_the_new_token_counts(settings):
+    settings.TIME_ZONE = "UTC"
+    source = f.SourceFactory()
+    f.ModelPriceFactory(
+        model_name="gpt-4o",
+        provider="openai",
+        input_per_million=Decimal("2.5"),
+        output_per_million=Decimal("10"),
+        cached_input_per_million=Decimal("1.25"),
+        reasoning_per_million=Decimal("20"),
+        effective_from=dt.date(2024, 1, 1),
+    )
+    fields = {
+        "model_name": "gpt-4o",
+        "provider": "openai",
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "timestamp": dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC),
+        "cost": None,
+        "cost_source": ModelUsage.CostSource.COMPUTED,
+    }
+    inserted = ledger.copy_new(
+        source,
+        {
+            "a": {**fields, "cached_input_tokens": 400, "reasoning_tokens": 60},
+            "b": {**fields, "cached_input_tokens": 0},
+            "c": fields,
+        },
+        ledger.PriceBook(),
+    )
+    assert len(inserted) == 3
+    rows = {
+        r.source_pk: (r.cached_input_tokens, r.reasoning_tokens, r.cost)
+        for r in ModelUsage.objects.all()
+    }
+    # a: 600 x 2.5 + 400 x 1.25 + 40 x 10 + 60 x 20 per million
+    assert rows == {
+        "a": (400, 60, Decimal("0.00360000")),
+        "b": (0, None, Decimal("0.00350000")),
+        "c": (None, None, Decimal("0.00350000")),
+    }
+    assert_rollups_equal_ledger()
+    before = _rollup()
+    ledger.rebuild()
+    assert _rollup() == before
 
 
 def test_every_write_function_refuses_a_row_out_of_bounds():
@@ -175,7 +272,9 @@ def _plain_sql(table_grain, zone="UTC"):
             "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost), 0), "
             "SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN is_streaming THEN 1 ELSE 0 END), COUNT(request_time_ms), "
-            "COALESCE(SUM(request_time_ms), 0) "
+            "COALESCE(SUM(request_time_ms), 0), "
+            "COALESCE(SUM(cached_input_tokens), 0), COUNT(cached_input_tokens), "
+            "COALESCE(SUM(reasoning_tokens), 0), COUNT(reasoning_tokens) "
             "FROM usage_modelusage GROUP BY 1, 2, 3, 4, 5, 6"
         )
         rows = cursor.fetchall()
@@ -217,7 +316,14 @@ def test_every_writer_keeps_the_rollups_exact(settings):
     source = f.SourceFactory()
     # API / importer batch path: insert, re-send unchanged, change.
     rows = [
-        _row(source_pk=str(n), user=ann if n % 2 else bob, cost=None if n % 3 == 0 else "0.5")
+        _row(
+            source_pk=str(n),
+            user=ann if n % 2 else bob,
+            cost=None if n % 3 == 0 else "0.5",
+            # not reported, reported 0, reported parts
+            cached_input_tokens=(None, 0, 60)[n % 3],
+            reasoning_tokens=(None, 50, 0, 7)[n % 4],
+        )
         for n in range(12)
     ]
     ledger.upsert_usage(source, rows)
@@ -228,6 +334,7 @@ def test_every_writer_keeps_the_rollups_exact(settings):
             user=bob,
             model_name="claude",
             timestamp=dt.datetime(2024, 3, 2, tzinfo=dt.UTC),
+            cached_input_tokens=(100, None)[n % 2],
         )
         for n in range(6)
     ]
@@ -236,14 +343,19 @@ def test_every_writer_keeps_the_rollups_exact(settings):
     assert_rollups_equal_ledger()
     # Admin: add, edit, delete one, delete a queryset.
     (added,) = ledger.add_usage([_row(user=ann, request_time_ms=None)])
-    added.cost, added.prompt_tokens = Decimal("3"), 7
+    added.cost, added.prompt_tokens, added.cached_input_tokens = Decimal("3"), 7, 7
     ledger.save_usage(added)
     assert_rollups_equal_ledger()
     ledger.delete_usage([added])
     ledger.delete_usage(ModelUsage.objects.filter(model_name="claude")[:3])
     assert_rollups_equal_ledger()
     # recompute_costs after a price appears.
-    f.ModelPriceFactory(model_name="gpt-4o", provider="openai", effective_from=dt.date(2024, 1, 1))
+    f.ModelPriceFactory(
+        model_name="gpt-4o",
+        provider="openai",
+        effective_from=dt.date(2024, 1, 1),
+        cached_input_per_million=Decimal("0.5"),
+    )
     unpriced = list(ModelUsage.objects.filter(cost__isnull=True).values_list("pk", flat=True))
     assert ledger.reprice(unpriced, ledger.PriceBook())
     assert_rollups_equal_ledger()
@@ -276,7 +388,9 @@ def test_rollups_hold_one_row_per_key_after_many_batches(settings):
                 source_pk=str(batch * 500 + n - (250 if batch and n < 100 else 0)),
                 user=rng.choice(users),
                 model_name=rng.choice(["gpt-4o", "claude", "llama"]),
-                prompt_tokens=rng.randrange(10**6),
+                prompt_tokens=rng.randrange(10**4, 10**6),
+                cached_input_tokens=rng.choice([None, 0, rng.randrange(10**4)]),
+                reasoning_tokens=rng.choice([None, 0, 50]),
                 cost=rng.choice([None, Decimal(rng.randrange(10**6)) / 10**6]),
                 timestamp=start + dt.timedelta(minutes=rng.randrange(60 * 24 * 5)),
                 request_time_ms=rng.choice([None, rng.randrange(200_000)]),

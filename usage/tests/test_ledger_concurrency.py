@@ -31,12 +31,15 @@ START = dt.datetime(2024, 3, 1, 22, tzinfo=dt.UTC)
 
 
 def _row(rng, source_pk):
+    prompt, completion = rng.randrange(10_000), rng.randrange(10_000)
     return ModelUsage(
         source_pk=source_pk,
         model_name=rng.choice(["gpt-4o", "claude"]),
         provider="openai",
-        prompt_tokens=rng.randrange(10_000),
-        completion_tokens=rng.randrange(10_000),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_input_tokens=rng.choice([None, 0, prompt // 3]),
+        reasoning_tokens=rng.choice([None, 0, completion // 2]),
         total_tokens=None,
         cost=rng.choice([None, Decimal(rng.randrange(10**6)) / 10**6]),
         timestamp=START + dt.timedelta(minutes=rng.randrange(6 * 60)),  # two days
@@ -82,6 +85,7 @@ def _writer(seed, source_pk, errors, barrier):
                 row = ModelUsage.objects.filter(source=source, source_pk=ids[0]).first()
                 if row is not None:
                     row.prompt_tokens = rng.randrange(10_000)
+                    row.cached_input_tokens = rng.choice([None, row.prompt_tokens])
                     row.cost = Decimal(rng.randrange(1000)) / 100
                     with contextlib.suppress(ModelUsage.DoesNotExist):  # deleted meanwhile
                         ledger.save_usage(row)
@@ -106,7 +110,9 @@ def _plain_sql(rollup):
             "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), "
             "COALESCE(SUM(cost), 0), COUNT(*) FILTER (WHERE cost IS NULL), "
             "COUNT(*) FILTER (WHERE is_streaming), COUNT(request_time_ms), "
-            "COALESCE(SUM(request_time_ms), 0) FROM usage_modelusage "
+            "COALESCE(SUM(request_time_ms), 0), "
+            "COALESCE(SUM(cached_input_tokens), 0), COUNT(cached_input_tokens), "
+            "COALESCE(SUM(reasoning_tokens), 0), COUNT(reasoning_tokens) FROM usage_modelusage "
             f"GROUP BY {', '.join(str(i + 1) for i in range(len(rollup.grain)))}",
             ["UTC"],
         )

@@ -293,7 +293,8 @@ class Raw:
             f"""
             SELECT u.model_name, u.provider, COUNT(*), SUM(u.prompt_tokens),
                    SUM(u.completion_tokens), SUM(u.total_tokens), {COST_SUM},
-                   COUNT(u.request_time_ms), SUM(u.request_time_ms)
+                   COUNT(u.request_time_ms), SUM(u.request_time_ms),
+                   SUM(u.cached_input_tokens), SUM(u.reasoning_tokens)
             FROM usage_modelusage u WHERE {where}
             GROUP BY u.model_name, u.provider ORDER BY u.model_name, u.provider
             """,
@@ -301,7 +302,7 @@ class Raw:
         )
         ratings, success, mistakes = self.quality(period, scope)
         table = []
-        for model, provider, n, prompt, completion, tokens, total, timed, ms in rows:
+        for model, provider, n, prompt, completion, tokens, total, timed, ms, *parts in rows:
             times = [
                 ms_
                 for (ms_,) in _sql(
@@ -318,6 +319,9 @@ class Raw:
                     "requests": n,
                     "prompt_tokens": prompt,
                     "completion_tokens": completion,
+                    # SQL's SUM of only NULLs is NULL: none reported them
+                    "cached_input_tokens": parts[0],
+                    "reasoning_tokens": parts[1],
                     "cost": cost_sum(total),
                     "cost_per_1k_tokens": (
                         units(total) * 1000 / tokens if tokens and total is not None else None
@@ -628,6 +632,8 @@ MODEL_KEYS = (
     "requests",
     "prompt_tokens",
     "completion_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
     "cost_per_1k_tokens",
     "avg_latency_ms",
     "avg_rating",
@@ -693,6 +699,15 @@ def test_models_table_concrete(awkward, time_zone):
     ]
     claude = by_key[C]
     assert claude["prompt_tokens"] == 6 * 10**8 + 1000
+    # 6·10^8 and a reported 0; the 2 February row is outside the 30 days
+    assert claude["cached_input_tokens"] == 6 * 10**8
+    assert claude["reasoning_tokens"] == 4 * 10**8
+    # ann's 1,000 of 1,200 and bob's 50 on 9 March (three of twelve calls)
+    assert by_key[G]["cached_input_tokens"] == 1000 + 3 * 50
+    assert by_key[G]["reasoning_tokens"] == 0  # reported, and 0
+    # reported by no call: unknown, not 0
+    assert by_key[("gpt-4o", "azure")]["cached_input_tokens"] is None
+    assert by_key[("gpt-4o", "azure")]["reasoning_tokens"] is None
     assert claude["cost_per_1k_tokens"] == Decimal("7800.018") * 1000 / Decimal(1_000_002_000)
     # ratings 5, 2, 1 (the 1 is 14 Mar 03:30 UTC, 13 Mar in New York: both in 30 days)
     assert by_key[G]["avg_rating"] == pytest.approx(8 / 3)
@@ -702,6 +717,7 @@ def test_models_table_concrete(awkward, time_zone):
     assert by_key[("gpt-4o", "azure")]["avg_rating"] == pytest.approx(8 / 3)
     llama = by_key[("llama-3-70b", "groq")]
     assert (llama["requests"], llama["unpriced_requests"], llama["cost"]) == (2, 2, 0)
+    assert (llama["cached_input_tokens"], llama["reasoning_tokens"]) == (None, 700)
     # Never priced: the cost per 1,000 tokens is unknown, not $0.
     assert llama["cost_per_1k_tokens"] is None
     assert llama["avg_latency_ms"] == 4000  # the NULL request time is not a 0

@@ -153,3 +153,66 @@ def test_price_book_accepts_prices_given_in_memory():
     )
 
     assert book.price_on("m", "p", JUN_1).cost_of(500_000, 500_000) == Decimal("1.5")
+
+
+# -- cached input and reasoning tokens -------------------------------------------
+
+
+def _price(cached=None, reasoning=None):
+    from usage.models import ModelPrice
+
+    return ModelPrice(
+        model_name="o1",
+        provider="openai",
+        input_per_million=Decimal("15"),
+        output_per_million=Decimal("60"),
+        cached_input_per_million=None if cached is None else Decimal(cached),
+        reasoning_per_million=None if reasoning is None else Decimal(reasoning),
+        effective_from=JAN_1,
+    )
+
+
+def test_parts_not_priced_apart_cost_the_input_and_output_price():
+    price = _price()
+    # 1,000 x 15 + 300 x 60 per million, whatever the parts
+    expected = Decimal("0.033")
+    assert price.cost_of(1000, 300) == expected
+    assert price.cost_of(1000, 300, 800, 200) == expected
+    assert price.cost_of(1000, 300, None, None) == expected
+
+
+def test_parts_priced_apart_replace_their_share_of_the_whole():
+    price = _price(cached="1.5", reasoning="120")
+    # (1000 - 800) x 15 + 800 x 1.5 + (300 - 200) x 60 + 200 x 120, per million:
+    # 0.003 + 0.0012 + 0.006 + 0.024
+    assert price.cost_of(1000, 300, 800, 200) == Decimal("0.0342")
+    # not reported (None) or 0: the whole at the input and output price
+    assert price.cost_of(1000, 300, None, None) == Decimal("0.033")
+    assert price.cost_of(1000, 300, 0, 0) == Decimal("0.033")
+    # the two-argument call of the what-if figure is unchanged
+    assert price.cost_of(1000, 300) == Decimal("0.033")
+    # only one part priced apart
+    assert _price(cached="1.5").cost_of(1000, 300, 1000, 300) == Decimal("0.0195")
+    assert _price(reasoning="0").cost_of(1000, 300, 1000, 300) == Decimal("0.015")
+
+
+def test_price_row_prices_cached_and_reasoning_tokens(settings):
+    ModelPriceFactory(
+        model_name="gpt-4o",
+        provider="openai",
+        input_per_million=Decimal("2.50"),
+        output_per_million=Decimal("10.00"),
+        cached_input_per_million=Decimal("1.25"),
+        effective_from=JAN_1,
+    )
+    book = PriceBook()
+    cached = _row(dt.datetime(2024, 3, 1, tzinfo=UTC), cost_source=ModelUsage.CostSource.COMPUTED)
+    cached.cached_input_tokens, cached.reasoning_tokens = 400_000, 100_000
+    plain = _row(dt.datetime(2024, 3, 1, tzinfo=UTC), cost_source=ModelUsage.CostSource.COMPUTED)
+
+    book.price_row(cached)
+    book.price_row(plain)
+
+    # 600,000 x 2.50 + 400,000 x 1.25 + 200,000 x 10 (reasoning at the output price)
+    assert (cached.cost, cached.cost_source) == (Decimal("4.00000000"), "computed")
+    assert plain.cost == Decimal("4.50000000")

@@ -15,8 +15,8 @@ class Command(BaseCommand):
         "and write ModelPrice rows in force from --effective (default today), after "
         "printing the diff of the prices and of the money that moves per model and day "
         "when the ledger rows priced from the book are re-priced (reported costs never "
-        "move). --dry-run prints the diffs and writes nothing. Only input and output "
-        "prices are applied."
+        "move). --dry-run prints the diffs and writes nothing. Input, output, cached-input "
+        "and reasoning prices are applied; cache-write and audio prices are not."
     )
 
     def add_arguments(self, parser):
@@ -52,11 +52,11 @@ class Command(BaseCommand):
         )
         for change in changes:
             p = change.price
-            new = f"in {p.input_per_million}/out {p.output_per_million}"
+            new = pricebook.describe(p)
             if change.old is None:
                 line = f"  + {p.provider}/{p.model_name}: {new} per million tokens"
             else:
-                old = f"in {change.old.input_per_million}/out {change.old.output_per_million}"
+                old = pricebook.describe(change.old)
                 line = f"  ~ {p.provider}/{p.model_name}: {old} → {new} per million tokens"
             if p.ignored:
                 line += f" (not applied: {', '.join(p.ignored)})"
