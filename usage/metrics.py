@@ -580,7 +580,15 @@ def prices_in_force(day):
     return {price_key(price): price for price in prices}
 
 
-WHAT_IF_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost", "unpriced_requests")
+WHAT_IF_SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "cost",
+    "unpriced_requests",
+)
 WHAT_IF_GROUPS = {
     "organization_id": (Organization, "No organisation"),
     "user_id": (AppUser, "Anonymous"),
@@ -589,7 +597,14 @@ WHAT_IF_GROUPS = {
 
 def _priced_at(row, price):
     """A row of token sums with its cost at ``price`` and the difference."""
-    row["what_if_cost"] = price.cost_of(row["prompt_tokens"], row["completion_tokens"])
+    # Linear in each count, so the cost of summed calls is the sum of their
+    # costs (a call that reported no cached or reasoning tokens adds 0 to them).
+    row["what_if_cost"] = price.cost_of(
+        row["prompt_tokens"],
+        row["completion_tokens"],
+        row["cached_input_tokens"],
+        row["reasoning_tokens"],
+    )
     row["difference"] = row["what_if_cost"] - row["cost"]
     row["change"] = row["difference"] / row["cost"] if row["cost"] else None
     return row
@@ -605,8 +620,9 @@ def what_if(period, scope, price, by):
     of its own (``<by>`` None).
 
     ``cost`` is the ledger's (calls without a price count $0, as on every
-    page); ``what_if_cost`` is ``price.cost_of`` the row's summed input and
-    output tokens, exact (no rounding), so the rows add up to the period's.
+    page); ``what_if_cost`` is ``price.cost_of`` the row's summed input,
+    output, cached-input and reasoning tokens, exact (no rounding), so the
+    rows add up to the period's.
     Per app user from the app-user roll-up (UserUsage), per organisation
     from the smallest roll-up that has it.
     """

@@ -53,14 +53,20 @@ def time_zone(request, settings):
 
 @pytest.fixture
 def prices(awkward):
-    """o1 with an old and a current price (the current one is used), and
-    gpt-5 priced only from a day after today (not offered)."""
-    for effective, rates in ((dt.date(2024, 1, 1), ("15", "60")), (TODAY, ("10.5", "42.25"))):
+    """o1 with an old and a current price (the current one is used, with
+    cached input and reasoning priced apart), and gpt-5 priced only from a
+    day after today (not offered)."""
+    for effective, rates, parts in (
+        (dt.date(2024, 1, 1), ("15", "60"), (None, None)),
+        (TODAY, ("10.5", "42.25"), (Decimal("2.625"), Decimal("50"))),
+    ):
         f.ModelPriceFactory(
             model_name="o1",
             provider="openai",
             input_per_million=Decimal(rates[0]),
             output_per_million=Decimal(rates[1]),
+            cached_input_per_million=parts[0],
+            reasoning_per_million=parts[1],
             effective_from=effective,
         )
     f.ModelPriceFactory(
@@ -81,21 +87,32 @@ def raw_what_if(zone, period, scope, by, price):
     rows = _sql(
         f"""
         SELECT u.{by}, COUNT(*), COALESCE(SUM(u.prompt_tokens), 0),
-               COALESCE(SUM(u.completion_tokens), 0), {COST_SUM}, COUNT(*) - COUNT(u.cost)
+               COALESCE(SUM(u.completion_tokens), 0), SUM(u.cached_input_tokens),
+               SUM(u.reasoning_tokens), {COST_SUM}, COUNT(*) - COUNT(u.cost)
         FROM usage_modelusage u WHERE {where} GROUP BY u.{by}
         """,
         params,
     )
     found = {}
-    for key, n, prompt, completion, total_cost, unpriced in rows:
+    for key, n, prompt, completion, cached, reasoning, total_cost, unpriced in rows:
+        # Cached input and reasoning tokens at their own prices, the rest of
+        # the input and output at the input and output prices.
+        cached_price = price.cached_input_per_million
+        reasoning_price = price.reasoning_per_million
+        billed_cached = Decimal(cached or 0) if cached_price is not None else Decimal(0)
+        billed_reasoning = Decimal(reasoning or 0) if reasoning_price is not None else Decimal(0)
         what_if = (
-            Decimal(prompt) * price.input_per_million
-            + Decimal(completion) * price.output_per_million
+            (Decimal(prompt) - billed_cached) * price.input_per_million
+            + billed_cached * (cached_price or 0)
+            + (Decimal(completion) - billed_reasoning) * price.output_per_million
+            + billed_reasoning * (reasoning_price or 0)
         ) / 1_000_000
         found[key] = {
             "requests": n,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
+            "cached_input_tokens": cached or 0,
+            "reasoning_tokens": reasoning or 0,
             "cost": cost_sum(total_cost),
             "unpriced_requests": unpriced,
             "what_if_cost": what_if,
@@ -164,10 +181,12 @@ def test_the_awkward_rows_are_there_and_add_up(time_zone, awkward, prices):
     assert org_labels[awkward.acme.pk] == "Acme"
     assert user_labels[None] == "Anonymous"
     assert user_labels[awkward.dan.pk] == "dan@solo.test"
-    # cat's 10^9-token claude call: 6·10^8 in, 4·10^8 out at $10.50 / $42.25
+    # cat's 10^9-token claude call: 6·10^8 in, all cached ($2.625 a million,
+    # not $10.50), and 4·10^8 out, all reasoning ($50 a million, not $42.25)
     cat = next(row for row in by_user if row["user_id"] == awkward.cat.pk)
     assert cat["prompt_tokens"] >= 6 * 10**8
-    assert cat["what_if_cost"] >= Decimal(6300 + 16900)
+    assert cat["cached_input_tokens"] >= 6 * 10**8
+    assert Decimal(1575 + 20000) <= cat["what_if_cost"] < Decimal(1575 + 20000 + 1)
     # The dearest on o1 first.
     assert [row["what_if_cost"] for row in by_user] == sorted(
         (row["what_if_cost"] for row in by_user), reverse=True
@@ -180,15 +199,22 @@ def test_the_awkward_rows_are_there_and_add_up(time_zone, awkward, prices):
     # The raw rows' total: the period's tokens summed in SQL, × the price.
     raw = Raw(time_zone)
     where, params = raw.where(THIRTY_DAYS, Scope())
-    ((n, prompt, completion, total_cost),) = _sql(
-        f"SELECT COUNT(*), SUM(u.prompt_tokens), SUM(u.completion_tokens), {COST_SUM} "
-        f"FROM usage_modelusage u WHERE {where}",
+    ((n, prompt, completion, cached, reasoning, total_cost),) = _sql(
+        "SELECT COUNT(*), SUM(u.prompt_tokens), SUM(u.completion_tokens), "
+        f"COALESCE(SUM(u.cached_input_tokens), 0), COALESCE(SUM(u.reasoning_tokens), 0), "
+        f"{COST_SUM} FROM usage_modelusage u WHERE {where}",
         params,
     )
     assert total["requests"] == n
     assert (
         total["what_if_cost"]
-        == (Decimal(prompt) * Decimal("10.5") + Decimal(completion) * Decimal("42.25")) / 1_000_000
+        == (
+            (Decimal(prompt) - Decimal(cached)) * Decimal("10.5")
+            + Decimal(cached) * Decimal("2.625")
+            + (Decimal(completion) - Decimal(reasoning)) * Decimal("42.25")
+            + Decimal(reasoning) * Decimal("50")
+        )
+        / 1_000_000
     )
     assert total["cost"] == cost_sum(total_cost)
     assert total["difference"] == total["what_if_cost"] - total["cost"]
