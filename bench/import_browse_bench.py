@@ -307,11 +307,19 @@ def run_child(database_url, runs, out):
 def report(name, imported, measured):
     pages = measured["pages"]
     print(f"\n## {name}: import, then browse at once\n")
-    seconds, _table, rss, _cpu, _out = imported
+    seconds, table_seconds, rss, _cpu, output = imported
     print(
         f"import: {imported_rows:,} ledger rows in {seconds:.1f} s = "
-        f"{imported_rows / seconds:,.0f} ledger rows/s overall, peak RSS {rss:.0f} MB\n"
+        f"{imported_rows / seconds:,.0f} ledger rows/s overall, "
+        f"{imported_rows / table_seconds:,.0f} ledger rows/s in the model_usage table, "
+        f"peak RSS {rss:.0f} MB, load average {os.getloadavg()[0]:.1f}\n"
     )
+    # The import's own summary, per table.
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("table ")), None)
+    if start is not None:
+        end = next(i for i in range(start, len(lines)) if lines[i].startswith("total"))
+        print("```\n" + "\n".join(lines[start : end + 1]) + "\n```\n")
     print("| page | median ms | p90 ms | target | met |")
     print("|---|---:|---:|---:|---|")
     vendor = measured["vendor"]
