@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from core.models import Source
@@ -72,6 +73,7 @@ class Command(BaseCommand):
         mapping = MAPPINGS[kind]
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        self.check_migrated()
         try:
             db = open_source(url)
         except SourceError as error:
@@ -122,6 +124,19 @@ class Command(BaseCommand):
                 f"import stopped in table {table}: {reason}. "
                 "Batches written before it stay; running the command again continues."
             ) from failure
+
+    def check_migrated(self):
+        """Refuse, in one line, a target database this code's migrations have
+        not all run on (a fresh file, another DATABASE_URL, an upgrade whose
+        ``migrate`` was not run), before anything is read or written."""
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if plan:
+            apps = ", ".join(sorted({migration.app_label for migration, _ in plan}))
+            raise CommandError(
+                f"this site's database lacks {len(plan)} migration(s) of {apps}: "
+                "run `manage.py migrate` first"
+            )
 
     def source(self, kind, name, url):
         source = Source.objects.filter(name=name).first()
