@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import models
 from django.db.models import Avg, Case, Count, DecimalField, F, Q, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -577,51 +578,101 @@ def cost_by_model(period, scope):
 # -- budgets ---------------------------------------------------------------
 
 
+class BudgetState(models.TextChoices):
+    """Where a budget stands this month (worst first)."""
+
+    OVER = "over", "Over"
+    AT_RISK = "at risk", "At risk"
+    ON_TRACK = "on track", "On track"
+
+
+STATE_RANK = {state: rank for rank, state in enumerate(BudgetState.values)}
+
+
+def budget_month(today):
+    """The budget month to ``today`` (a local date): its first day to today."""
+    return Period(today.replace(day=1), today)
+
+
+def run_rate_projection(spent, today):
+    """Month-end spend at the run rate: spend so far ÷ days elapsed (today
+    included) × days in the month. The one projection of the pages, the
+    admin, ``check_budgets`` and ``watch_spend``; on the last day it is the
+    spend."""
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    return spent * days_in_month / today.day
+
+
+def budget_state(spent, projected, limit):
+    """Over (spent > limit), at risk (projected > limit) or on track."""
+    if spent > limit:
+        return BudgetState.OVER
+    if projected > limit:
+        return BudgetState.AT_RISK
+    return BudgetState.ON_TRACK
+
+
 @dataclass
 class BudgetStatus:
     budget: Budget
     spent: Decimal
     projected: Decimal
-    share: float
+    share: float  # of the limit spent (inf for spend on a zero limit)
 
     @property
     def state(self):
-        if self.spent > self.budget.monthly_limit:
-            return "over"
-        if self.share >= float(self.budget.alert_threshold):
-            return "alert"
-        return "ok"
+        return budget_state(self.spent, self.projected, self.budget.monthly_limit)
+
+    @property
+    def label(self):
+        return BudgetState(self.state).label
+
+    @property
+    def target(self):
+        return self.budget.organization or self.budget.user
 
 
-def budget_statuses(today=None, scope=None):
-    """Every budget's month-to-date spend and month-end projection.
-
-    The projection is the run rate: spend so far / days elapsed × days in
-    the month. Worst first.
-    """
+def month_spend(today, organization_ids=None, user_ids=None):
+    """({organisation id: cost}, {app user id: cost}) of the budget month to
+    ``today``, for the ids given (None: every one with usage; an empty list
+    runs no query). One query each."""
     reader = current_reader()
+    month = budget_month(today)
+    by_org = {}
+    if organization_ids is None or organization_ids:
+        rows = reader.usage(month, Scope(), "organization_id").filter(organization_id__isnull=False)
+        if organization_ids is not None:
+            rows = rows.filter(organization_id__in=organization_ids)
+        by_org = dict(
+            rows.values("organization_id")
+            .annotate(c=reader.total("cost"))
+            .values_list("organization_id", "c")
+        )
+    by_user = {}
+    if user_ids is None or user_ids:
+        rows = reader.user_sums(month, Scope(), c="cost")
+        if user_ids is not None:
+            rows = rows.filter(user_id__in=user_ids)
+        by_user = dict(rows.values_list("user_id", "c"))
+    return by_org, by_user
+
+
+def budget_statuses(today=None, scope=None, budgets=None):
+    """Every budget's month-to-date spend, run-rate projection and state
+    (of ``budgets`` when given: the budget admin's page). Worst first: over,
+    at risk, on track, then by share of the limit spent."""
     today = today or timezone.localdate()
-    month = Period(today.replace(day=1), today)
-    days_in_month = calendar.monthrange(today.year, today.month)[1]
-    budgets = Budget.objects.select_related("organization", "user")
-    if scope and scope.organization_id:
-        budgets = budgets.filter(organization_id=scope.organization_id)
-    if scope and scope.user_id:
-        budgets = budgets.filter(user_id=scope.user_id)
+    if budgets is None:
+        budgets = Budget.objects.select_related("organization", "user")
+        if scope and scope.organization_id:
+            budgets = budgets.filter(organization_id=scope.organization_id)
+        if scope and scope.user_id:
+            budgets = budgets.filter(user_id=scope.user_id)
     budgets = list(budgets)
-    by_org = dict(
-        current_reader()
-        .usage(month, Scope(), "organization_id")
-        .filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
-        .values("organization_id")
-        .annotate(c=reader.total("cost"))
-        .values_list("organization_id", "c")
-    )
-    by_user = dict(
-        current_reader()
-        .user_sums(month, Scope(), c="cost")
-        .filter(user_id__in=[b.user_id for b in budgets if b.user_id])
-        .values_list("user_id", "c")
+    by_org, by_user = month_spend(
+        today,
+        [b.organization_id for b in budgets if b.organization_id],
+        [b.user_id for b in budgets if b.user_id],
     )
     statuses = []
     for budget in budgets:
@@ -630,12 +681,37 @@ def budget_statuses(today=None, scope=None):
             if budget.organization_id
             else by_user.get(budget.user_id)
         ) or Decimal(0)
-        projected = spent / month.days * days_in_month
         limit = budget.monthly_limit
         share = float(spent / limit) if limit else (float("inf") if spent else 0.0)
-        statuses.append(BudgetStatus(budget, spent, projected, share))
-    statuses.sort(key=lambda s: -s.share)
+        statuses.append(BudgetStatus(budget, spent, run_rate_projection(spent, today), share))
+    statuses.sort(key=lambda s: (STATE_RANK[s.state], -s.share, s.budget.pk))
     return statuses
+
+
+@memoized
+def organizations_without_budget(limit=3, today=None):
+    """(organisations with spend this budget month and no budget, the
+    ``limit`` costliest of them as [{organization_id, label, cost}]) in one
+    query: a window counts the rows it ranks."""
+    reader = current_reader()
+    month = budget_month(today or timezone.localdate())
+    rows = list(
+        reader.usage(month, Scope(), "organization_id")
+        .filter(organization_id__isnull=False)
+        .exclude(
+            organization_id__in=Budget.objects.filter(organization__isnull=False).values(
+                "organization_id"
+            )
+        )
+        .values("organization_id", label=F("organization__name"))
+        .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
+        .filter(requests__gt=0)
+        .annotate(found=Window(Count("*")))
+        .order_by(F("cost").desc(), "organization_id")[:limit]
+    )
+    for row in rows:
+        row["label"] = row["label"] or f"organisation {row['organization_id']}"
+    return (rows[0]["found"] if rows else 0), rows
 
 
 # -- one app user's or organisation's latest rows --------------------------------

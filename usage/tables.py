@@ -2,11 +2,14 @@
 a function of the page's request (core.pages.views.PageRequest) that asks
 usage.metrics for its rows."""
 
+from urllib.parse import urlencode
+
 from django.urls import reverse
 
 from core.pages.tables import Column, Table
 
 from . import metrics
+from .templatetags.figures import figure
 
 
 def user_url(row):
@@ -33,7 +36,7 @@ BUDGET_COLUMNS = [
     Column("spent", "Spent this month", "money"),
     Column("share", "Share used", "share"),
     Column("projected", "Projected month end", "money"),
-    Column("state", "Status"),
+    Column("state", "Status", "state"),
 ]
 
 MODEL_TABLE_COLUMNS = [
@@ -65,18 +68,16 @@ MODEL_SORT_KEYS = {
     "mistake_share": "mistakes",
 }
 
-BUDGET_STATES = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
-
 
 def budget_rows(statuses):
     return [
         {
-            "target": str(s.budget.organization or s.budget.user),
+            "target": str(s.target),
             "limit": s.budget.monthly_limit,
             "spent": s.spent,
             "share": s.share,
             "projected": s.projected,
-            "state": BUDGET_STATES[s.state],
+            "state": s.label,
             "organization_id": s.budget.organization_id,
             "user_id": s.budget.user_id,
         }
@@ -84,14 +85,55 @@ def budget_rows(statuses):
     ]
 
 
+def add_budget_url(**target):
+    """The budget admin's add form, its organisation or app user filled in."""
+    url = reverse("admin:usage_budget_add")
+    return f"{url}?{urlencode(target)}" if target else url
+
+
+# Organisations without a budget named under the overview's budgets.
+UNBUDGETED_SHOWN = 3
+
+
+def budget_actions(view, statuses):
+    """Links to set the budgets that are missing: the subject's own on its
+    page, else the costliest organisations of the month without one."""
+    if not view.request.user.has_perm("usage.add_budget"):
+        return []
+    scope = view.scope
+    if scope.organization_id or scope.user_id:
+        if statuses:
+            return []
+        key = "organization" if scope.organization_id else "user"
+        return [("Set a budget", add_budget_url(**{key: scope.lookups()[f"{key}_id"]}))]
+    count, missing = metrics.organizations_without_budget(UNBUDGETED_SHOWN)
+    actions = [
+        (
+            f"Set a budget for {row['label']} ({figure(row['cost'], 'money')} this month)",
+            add_budget_url(organization=row["organization_id"]),
+        )
+        for row in missing
+    ]
+    if count > len(missing):
+        actions.append((f"{count - len(missing):,} more organisations without a budget", None))
+    actions.append(("Add a budget", add_budget_url()))
+    return actions
+
+
 def budgets(view):
+    statuses = metrics.budget_statuses(scope=view.scope)
     return Table(
         "budgets",
         "Budgets this month",
         BUDGET_COLUMNS,
-        budget_rows(metrics.budget_statuses(scope=view.scope)),
+        budget_rows(statuses),
         link=budget_url,
-        note="Projection: spend so far ÷ days elapsed × days in the month.",
+        note=(
+            "Over: spent more than the limit. At risk: projected over it at the run rate "
+            "(spend so far ÷ days elapsed × days in the month). On track: neither."
+        ),
+        empty="No budget set.",
+        actions=budget_actions(view, statuses),
     )
 
 

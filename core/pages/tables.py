@@ -30,6 +30,10 @@ class Table:
     link_key: str | None = None
     sortable: bool = False
     note: str = ""
+    # What the page says without rows, and links under the table
+    # ([(label, url)]: "Set a budget").
+    empty: str = "Nothing in this period."
+    actions: list = field(default_factory=list)
     cells: list = field(init=False)
 
     def __post_init__(self):

@@ -181,10 +181,11 @@ def test_overview_tables_link_and_match_metrics(as_manager):
     ]
     # Budgets are month to date (1–14 March), worst first, with the run-rate projection.
     assert tables["budgets"] == [
-        ["Globex", "$5,000.00", "$7,800.05", "156.0%", "$17,271.53", "Over budget"],
-        ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"],
-        ["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"],
-        ["dan@solo.test", "$100.00", "$0.0049", "0.0%", "$0.01", "OK"],
+        ["Globex", "$5,000.00", "$7,800.05", "156.0%", "$17,271.53", "Over"],
+        # spent $0.019875 of $0.02, but projected $0.044
+        ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "At risk"],
+        ["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "On track"],
+        ["dan@solo.test", "$100.00", "$0.0049", "0.0%", "$0.01", "On track"],
     ]
     # Each top row links to its page, keeping the filters.
     section = page.split('id="table-top_users"')[1].split("</section>")[0]
@@ -401,13 +402,13 @@ def test_subject_pages(as_manager, awkward, kind):
         assert figures_of(page)["cost"][0] == "$0.03"
         assert tables["by_model"] == [["gpt-4o", "openai", "$0.03", "5,720", "5"]]
         assert tables["budgets"] == [
-            ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"]
+            ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "At risk"]
         ]
     else:
         assert figures_of(page)["cost"][0] == "$0.07"
         assert figures_of(page)["active_users"][0] == "2"
         assert tables["by_model"][0] == ["gpt-4o", "openai", "$0.06", "15,080", "17"]
-        assert tables["budgets"] == [["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"]]
+        assert tables["budgets"] == [["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "On track"]]
 
 
 def test_subject_page_filters_narrow_the_subject(as_manager, awkward):
@@ -559,7 +560,6 @@ def assert_csv_rows(rows, expected_rows, header):
 
 
 def _budget_rows(statuses):
-    labels = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
     return [
         [
             str(s.budget.organization or s.budget.user),
@@ -567,7 +567,7 @@ def _budget_rows(statuses):
             s.spent,
             s.share,
             s.projected,
-            labels[s.state],
+            {"over": "Over", "at risk": "At risk", "on track": "On track"}[s.state],
         ]
         for s in statuses
     ]
@@ -698,7 +698,7 @@ def test_subject_exports_equal_metrics(as_manager, awkward, kind):
     rows = _csv(as_manager.get(url, {"period": "30d", "export": "budgets"}))
     assert len(rows) == 2
     assert rows[1][0] == ("ann@acme.test" if kind == "user" else "Globex")
-    assert rows[1][-1] == ("Over threshold" if kind == "user" else "Over budget")
+    assert rows[1][-1] == ("At risk" if kind == "user" else "Over")
 
 
 # -- query counts ------------------------------------------------------------
@@ -770,9 +770,9 @@ def test_query_counts_do_not_grow_with_rows(
     # latency histogram (6); cost per day by model (1); tokens per day (1);
     # the top users' labels (1: the users came with the active users); top
     # organisations and their names (2); the providers table (0: the chart's
-    # figures); budgets, their organisations' and users' spend (3); the two
-    # selects (2).
-    with django_assert_num_queries(ADMIN_REQUEST + 19):
+    # figures); budgets, their organisations' and users' spend (3), the
+    # organisations without a budget (1); the two selects (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 20):
         assert client.get(OVERVIEW, {"period": "30d"}).status_code == 200
     # Models: filter-bar choices (2); roll-up sums per model (1); latency
     # histograms per model (1); ratings, code executions, mistakes (3); selects (2);

@@ -732,24 +732,39 @@ def test_budget_statuses_equal_plain_sql(awkward, time_zone):
         assert money(status.spent) == want["spent"], status
         assert status.projected == pytest.approx(want["projected"], rel=Decimal("1e-12"))
         assert status.share == pytest.approx(want["share"], rel=1e-12)
-    assert [s.share for s in statuses] == sorted((s.share for s in statuses), reverse=True)
+    # Worst first: over, at risk, on track; within a state by share spent.
+    ranks = [metrics.STATE_RANK[s.state] for s in statuses]
+    assert ranks == sorted(ranks)
+    for state in metrics.BudgetState.values:
+        shares = [s.share for s in statuses if s.state == state]
+        assert shares == sorted(shares, reverse=True)
     states = {str(s.budget.organization or s.budget.user): s.state for s in statuses}
     assert (
         states
         == {
             "Globex": "over",  # 7,800.0455 > 5,000
-            "ann@acme.test": "alert",  # 0.019875 of 0.02 (New York: 0.023375)
-            "Acme": "alert",  # 0.058 ≥ 5% of $1
-            "dan@solo.test": "ok",
+            "ann@acme.test": "at risk",  # 0.019875 of 0.02, projected 0.044
+            "Acme": "on track",  # 0.058 of $1, projected 0.128
+            "dan@solo.test": "on track",
         }
         if time_zone == "UTC"
         else {
             "Globex": "over",
-            "ann@acme.test": "over",
-            "Acme": "alert",
-            "dan@solo.test": "ok",
+            "ann@acme.test": "over",  # New York: 0.023375 > 0.02
+            "Acme": "on track",
+            "dan@solo.test": "on track",
         }
     )
+    for status in statuses:
+        want = expected[status.budget.pk]
+        limit = status.budget.monthly_limit
+        assert status.state == (
+            "over"
+            if want["spent"] > limit
+            else "at risk"
+            if want["projected"] > limit
+            else "on track"
+        )
 
 
 def test_budget_statuses_concrete_and_scoped(awkward, time_zone):
@@ -764,7 +779,7 @@ def test_budget_statuses_concrete_and_scoped(awkward, time_zone):
     else:
         # 1 Mar 00:00 UTC is 29 Feb in New York; 15 Mar 02:00 UTC is 14 Mar.
         assert money(status.spent) == Decimal("0.023375")
-    assert status.projected == status.spent / 14 * 31
+    assert status.projected == status.spent * 31 / 14
     orgs = metrics.budget_statuses(today=TODAY, scope=Scope(organization_id=awkward.globex.pk))
     assert [s.budget for s in orgs] == [awkward.budgets.globex]
 
