@@ -16,7 +16,20 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Avg, Case, Count, DecimalField, F, Q, Sum, Value, When, Window
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DecimalField,
+    F,
+    Func,
+    Min,
+    Q,
+    Sum,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -309,12 +322,18 @@ def _derive(row):
     return row
 
 
+@memoized
+def period_sums(period, scope):
+    """Every summed column over the period and scope (one query): the
+    totals the overview's tables reconcile to."""
+    return _derive(unsuffixed(current_reader().usage(period, scope).aggregate(**sums())))
+
+
 def totals(period, scope, rank_users=False):
     """The overview's headline figures for one period. ``rank_users``: count
     the active app users with the query that ranks the top ones (which the
     page shows too), instead of a count alone."""
-    reader = current_reader()
-    row = _derive(unsuffixed(reader.usage(period, scope).aggregate(**sums())))
+    row = dict(period_sums(period, scope))
     row["active_users"] = (
         app_users(period, scope, TOP_USERS)[0] if rank_users else active_users(period, scope)
     )
@@ -339,6 +358,45 @@ def headline(period, scope):
     """Headline figures with their change against the previous period."""
     now, before = totals(period, scope, rank_users=True), totals(period.previous(), scope)
     return [Figure(key, label, now[key], before[key], kind) for key, label, kind in HEADLINE]
+
+
+# -- usage without a price ------------------------------------------------------
+
+
+@memoized
+def unpriced(period, scope):
+    """The period's calls without a cost (no price in force, none
+    reported), per model: [{model_name, provider, requests, tokens,
+    first_seen}], the most calls first. From the ledger through its partial
+    index of unpriced rows (usage_mu_unpriced_ts_idx), bounded to the
+    period: the roll-ups count unpriced calls but not their tokens."""
+    start, end = period.local_bounds()
+    rows = list(
+        ModelUsage.objects.filter(
+            timestamp__gte=start, timestamp__lt=end, cost__isnull=True, **scope.lookups()
+        )
+        .order_by()
+        .values("model_name", "provider")
+        .annotate(
+            requests=Count("id"),
+            tokens=Coalesce(Sum("total_tokens"), 0),
+            first_seen=Min("timestamp"),
+        )
+        .order_by("-requests", "model_name", "provider")
+    )
+    for row in rows:
+        row["first_seen"] = timezone.localtime(row["first_seen"]).date()
+    return rows
+
+
+def unpriced_summary(period, scope):
+    """{requests, tokens, models} of the period's unpriced calls."""
+    rows = unpriced(period, scope)
+    return {
+        "requests": sum(row["requests"] for row in rows),
+        "tokens": sum(row["tokens"] for row in rows),
+        "models": len(rows),
+    }
 
 
 # -- series for the charts -----------------------------------------------------
@@ -397,6 +455,50 @@ def active_users(period, scope):
     return reader.user_sums(period, scope, n="requests").filter(n__gt=0).count()
 
 
+SPEND = ("cost", "tokens", "requests")
+
+
+# The sums over every row a ranking query ranks (not only the top ones it
+# answers): what the "others" row of a top-N table is made of.
+class _SumOver(Func):
+    """SUM(<an aggregate>) for a window over grouped rows (Django's Sum
+    refuses an aggregate inside it)."""
+
+    function = "SUM"
+    window_compatible = True
+
+
+_WINDOW_SUMS = {f"all_{name}": Window(_SumOver(F(name))) for name in SPEND}
+
+
+def _all_sums(rows):
+    """The window sums of a ranking's rows, taken off each row."""
+    found = {name: (rows[0][f"all_{name}"] if rows else 0) or 0 for name in SPEND}
+    for row in rows:
+        for name in SPEND:
+            del row[f"all_{name}"]
+    return found
+
+
+def reconciled(rows, ranked, total, others, missing, key):
+    """``rows`` (the top ranked) and the rows that make them add up to the
+    period's ``total``: ``others`` (the rest of the ranked, whose sums are
+    ``ranked``) and ``missing`` (what no ranked row holds: anonymous usage,
+    no organisation). A remainder row is left out when it is empty."""
+    shown = {name: sum((row[name] or 0 for row in rows), 0) for name in SPEND}
+    rest = {name: ranked[name] - shown[name] for name in SPEND}
+    outside = {
+        "cost": total["cost"] - ranked["cost"],
+        "tokens": total["total_tokens"] - ranked["tokens"],
+        "requests": total["requests"] - ranked["requests"],
+    }
+    extra = []
+    for label, sums, kind in ((others, rest, "others"), (missing, outside, "missing")):
+        if sums["requests"] or sums["cost"] or sums["tokens"]:
+            extra.append({key: None, "label": label, **sums, "remainder": kind})
+    return rows + extra
+
+
 @memoized
 def app_users(period, scope, limit):
     """(active app users, the ``limit`` who cost most) in one query: the
@@ -406,7 +508,7 @@ def app_users(period, scope, limit):
         current_reader()
         .user_sums(period, scope, cost="cost", tokens="total_tokens", requests="requests")
         .filter(requests__gt=0)
-        .annotate(active=Window(Count("*")))
+        .annotate(active=Window(Count("*")), **_WINDOW_SUMS)
         .order_by(F("cost").desc(nulls_last=True), "user_id")[:limit]
     )
     active = rows[0]["active"] if rows else 0
@@ -416,17 +518,32 @@ def app_users(period, scope, limit):
 
 
 def top_users(period, scope, limit=TOP_USERS):
-    """The app users who cost most: [{user_id, label, cost, tokens, requests}]."""
-    rows = app_users(period, scope, limit)[1]
-    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in rows])}
-    return [
+    """The app users who cost most: [{user_id, label, cost, tokens,
+    requests}], then the other app users and the anonymous usage (rows with
+    ``user_id`` None and a ``remainder``), which add up to the period's total."""
+    active, found = app_users(period, scope, limit)
+    found = [dict(row) for row in found]
+    ranked = _all_sums(found)
+    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in found])}
+    rows = [
         {**row, "label": labels.get(row["user_id"], f"deleted app user {row['user_id']}")}
-        for row in rows
+        for row in found
     ]
+    others = active - len(rows)
+    return reconciled(
+        rows,
+        ranked,
+        period_sums(period, scope),
+        f"{others:,} other app user{'s' if others != 1 else ''}",
+        "Anonymous (no app user)",
+        "user_id",
+    )
 
 
 def top_organizations(period, scope, limit=10):
-    """The organisations that cost most: [{organization_id, label, cost, …}]."""
+    """The organisations that cost most: [{organization_id, label, cost, …}],
+    then the other organisations and the usage of no organisation (rows with
+    ``organization_id`` None and a ``remainder``): they add up to the total."""
     reader = current_reader()
     rows = list(
         current_reader()
@@ -439,16 +556,28 @@ def top_organizations(period, scope, limit=10):
             requests=reader.total("requests"),
         )
         .filter(requests__gt=0)
+        .annotate(found=Window(Count("*")), **_WINDOW_SUMS)
         .order_by(F("cost").desc(nulls_last=True), "organization_id")[:limit]
     )
+    found = rows[0]["found"] if rows else 0
+    ranked = _all_sums(rows)
     labels = dict(
         Organization.objects.filter(pk__in=[r["organization_id"] for r in rows]).values_list(
             "pk", "name"
         )
     )
     for row in rows:
+        del row["found"]
         row["label"] = labels.get(row["organization_id"], f"organisation {row['organization_id']}")
-    return rows
+    others = found - len(rows)
+    return reconciled(
+        rows,
+        ranked,
+        period_sums(period, scope),
+        f"{others:,} other organisation{'s' if others != 1 else ''}",
+        "No organisation",
+        "organization_id",
+    )
 
 
 # -- the models table ------------------------------------------------------

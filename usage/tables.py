@@ -137,13 +137,17 @@ def budgets(view):
     )
 
 
+RECONCILED = "The rows add up to the period's total: the rest and what no row holds last."
+
+
 def top_users(view):
     return Table(
         "top_users",
         "Top 10 app users by cost",
         [Column("label", "App user"), *SPEND_COLUMNS],
         metrics.top_users(view.period, view.scope),
-        link=user_url,
+        link=lambda row: user_url(row) if row["user_id"] else None,
+        note=RECONCILED,
     )
 
 
@@ -153,7 +157,50 @@ def top_organizations(view):
         "Top organisations by cost",
         [Column("label", "Organisation"), *SPEND_COLUMNS],
         metrics.top_organizations(view.period, view.scope),
-        link=organization_url,
+        link=lambda row: organization_url(row) if row["organization_id"] else None,
+        note=RECONCILED,
+    )
+
+
+def add_price_url(row):
+    """The price admin's add form for an unpriced model, in force from the
+    day it was first seen without one."""
+    query = {
+        "model_name": row["model_name"],
+        "provider": row["provider"],
+        "effective_from": row["first_seen"].isoformat(),
+    }
+    return f"{reverse('admin:usage_modelprice_add')}?{urlencode(query)}"
+
+
+def unpriced(view):
+    can_price = view.request.user.has_perm("usage.add_modelprice")
+    return Table(
+        "unpriced",
+        "Models without a price",
+        [
+            Column("model_name", "Model"),
+            Column("provider", "Provider"),
+            Column("requests", "Requests", "number"),
+            Column("tokens", "Tokens", "number"),
+            Column("first_seen", "First seen", "date"),
+        ],
+        metrics.unpriced(view.period, view.scope),
+        link=add_price_url if can_price else None,
+        link_keeps_query=False,
+        note=(
+            "Calls of this period with no reported cost and no price in force: their cost "
+            "is in no total. "
+            + (
+                "Add the model's price (the model links to the form), "
+                if can_price
+                else "An admin adds the model's price, "
+            )
+            + "then re-price the calls with manage.py recompute_costs --model <model> "
+            "--since <first seen> (reported costs never change)."
+        ),
+        empty="Every call of this period has a price.",
+        actions=[("Every model without a price, since it was first seen", reverse("watch:alerts"))],
     )
 
 

@@ -157,7 +157,13 @@ def test_overview_tables_link_and_match_metrics(as_manager):
     page = get_page(as_manager, OVERVIEW, period="7d")
 
     tables = tables_of(page)
-    assert list(tables) == ["top_users", "top_organizations", "cost_by_provider", "budgets"]
+    assert list(tables) == [
+        "top_users",
+        "top_organizations",
+        "cost_by_provider",
+        "unpriced",
+        "budgets",
+    ]
     assert tables["top_users"] == [
         [row["label"], figure(row["cost"], "money"), figure(row["tokens"]), str(row["requests"])]
         for row in metrics.top_users(SEVEN_DAYS, Scope())
@@ -167,11 +173,15 @@ def test_overview_tables_link_and_match_metrics(as_manager):
         ["bob@acme.test", "$0.04", "14,760", "15"],
         ["ann@acme.test", "$0.02", "4,020", "3"],
         ["dan@solo.test", "$0.0049", "1,150", "2"],
+        # the rows add up to the total (test_reconcile)
+        ["Anonymous (no app user)", "$0.02", "2,750", "3"],
     ]
     assert tables["top_organizations"] == [
         ["Globex", "$7,800.02", "1,000,002,000", "3"],
         ["Acme", "$0.06", "18,780", "18"],
+        ["No organisation", "$0.0049", "1,900", "3"],
     ]
+    assert tables["unpriced"] == [["llama-3-70b", "groq", "2", "4,450", "Wed 13 Mar 2024"]]
     assert tables["cost_by_provider"] == [
         ["anthropic", "$7,800.02"],
         ["openai", "$0.05"],
@@ -191,7 +201,7 @@ def test_overview_tables_link_and_match_metrics(as_manager):
     section = page.split('id="table-top_users"')[1].split("</section>")[0]
     ids = re.findall(r'<a href="/admin/dashboards/users/(\d+)/\?period=7d">', section)
     top = metrics.top_users(SEVEN_DAYS, Scope())
-    assert [int(pk) for pk in ids] == [row["user_id"] for row in top]
+    assert [int(pk) for pk in ids] == [row["user_id"] for row in top if row["user_id"]]
     assert re.search(r'<a href="/admin/dashboards/organizations/\d+/\?period=7d">Globex</a>', page)
 
 
@@ -771,8 +781,9 @@ def test_query_counts_do_not_grow_with_rows(
     # the top users' labels (1: the users came with the active users); top
     # organisations and their names (2); the providers table (0: the chart's
     # figures); budgets, their organisations' and users' spend (3), the
-    # organisations without a budget (1); the two selects (2).
-    with django_assert_num_queries(ADMIN_REQUEST + 20):
+    # organisations without a budget (1); the unpriced calls per model (1);
+    # the two selects (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 21):
         assert client.get(OVERVIEW, {"period": "30d"}).status_code == 200
     # Models: filter-bar choices (2); roll-up sums per model (1); latency
     # histograms per model (1); ratings, code executions, mistakes (3); selects (2);
@@ -790,9 +801,9 @@ def test_query_counts_do_not_grow_with_rows(
     with django_assert_num_queries(ADMIN_REQUEST + 17):
         assert client.get(org_url(data.acme), {"period": "30d"}).status_code == 200
     # An export computes only its own table: here the filter-bar choices (2),
-    # which validate the request, the top users (1) and their labels (1); no
-    # headline, chart or other table.
-    with django_assert_num_queries(ADMIN_REQUEST + 4):
+    # which validate the request, the top users (1), their labels (1) and the
+    # total their rows add up to (1); no headline, chart or other table.
+    with django_assert_num_queries(ADMIN_REQUEST + 5):
         response = client.get(OVERVIEW, {"period": "30d", "export": "top_users"})
         b"".join(response.streaming_content)
     # Models export: choices (2) and the models table (5).
