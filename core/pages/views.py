@@ -121,7 +121,11 @@ def render_page(request, page, filters, title=None, filename=None, **options):
             raise PermissionDenied
         if view.export not in page.tables:
             raise PermissionDenied("No such table.")
-        return csv_response(page.tables[view.export](view), f"{filename}-{view.export}")
+        period = view.period
+        return csv_response(
+            page.tables[view.export](view),
+            f"{filename}-{view.export}-{period.start.isoformat()}-to-{period.end.isoformat()}",
+        )
     tables = [build(view) for build in page.tables.values()]
     context = {
         **admin.site.each_context(request),
