@@ -221,16 +221,9 @@ class BudgetStateFilter(admin.SimpleListFilter):
 
 @admin.register(Budget)
 class BudgetAdmin(BaseAdmin):
-    list_display = (
-        "__str__",
-        "organization",
-        "user",
-        "monthly_limit",
-        "spent",
-        "projected",
-        "state",
-        "alert_threshold",
-    )
+    # Few columns, the status second: the name already says whose budget
+    # it is, and a wide list hides its last columns.
+    list_display = ("__str__", "state", "spent", "limit", "projected")
     list_select_related = ("organization", "user")
     list_filter = (BudgetStateFilter, "organization")
     search_fields = ("organization__name", "user__email")
@@ -251,6 +244,10 @@ class BudgetAdmin(BaseAdmin):
     def spent(self, obj):
         return figure(obj.status.spent, "money")
 
+    @admin.display(description="Monthly limit", ordering="monthly_limit")
+    def limit(self, obj):
+        return figure(obj.monthly_limit, "money")
+
     @admin.display(description="Projected month end")
     def projected(self, obj):
         return figure(obj.status.projected, "money")
@@ -258,7 +255,7 @@ class BudgetAdmin(BaseAdmin):
     @admin.display(description="Status")
     def state(self, obj):
         return format_html(
-            '<span class="budget-state" style="{}">{}</span>',
+            '<span class="budget-state" style="white-space: nowrap; {}">{}</span>',
             STATE_STYLE[obj.status.state],
             obj.status.label,
         )

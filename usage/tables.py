@@ -30,13 +30,14 @@ SPEND_COLUMNS = [
     Column("requests", "Requests", "number"),
 ]
 
+# The status next to the name: a narrow screen shows it without scrolling.
 BUDGET_COLUMNS = [
     Column("target", "Budget for"),
-    Column("limit", "Monthly limit", "money"),
-    Column("spent", "Spent this month", "money"),
-    Column("share", "Share used", "share"),
-    Column("projected", "Projected month end", "money"),
     Column("state", "Status", "state"),
+    Column("spent", "Spent this month", "money"),
+    Column("limit", "Monthly limit", "money"),
+    Column("projected", "Projected month end", "money"),
+    Column("share", "Share used", "share"),
 ]
 
 MODEL_TABLE_COLUMNS = [

@@ -308,10 +308,11 @@ def test_admin_lists_the_state_and_filters_by_it(as_manager, month):
     f.BudgetFactory(organization=None, user=cat, monthly_limit=Decimal("1.00"))  # on track
     url = reverse(CHANGELIST)
     rows = {r[1]: r for r in _rows(as_manager.get(url).content.decode())}
-    assert rows["$1.50/month for Acme"][-4:-1] == ["$2.00", "$4.43", "Over"]
-    assert rows["$2.50/month for ann@acme.test"][-4:-1] == ["$1.25", "$2.77", "At risk"]
-    assert rows["$2.00/month for bob@acme.test"][-4:-1] == ["$0.75", "$1.66", "On track"]
-    assert rows["$1.00/month for cat@solo.test"][-4:-1] == ["$0.00", "$0.00", "On track"]
+    # status, spent this month, limit, projected month end
+    assert rows["$1.50/month for Acme"][2:] == ["Over", "$2.00", "$1.50", "$4.43"]
+    assert rows["$2.50/month for ann@acme.test"][2:] == ["At risk", "$1.25", "$2.50", "$2.77"]
+    assert rows["$2.00/month for bob@acme.test"][2:] == ["On track", "$0.75", "$2.00", "$1.66"]
+    assert rows["$1.00/month for cat@solo.test"][2:] == ["On track", "$0.00", "$1.00", "$0.00"]
     for state, names in (
         ("over", ["$1.50/month for Acme"]),
         ("at risk", ["$2.50/month for ann@acme.test"]),

@@ -192,11 +192,11 @@ def test_overview_tables_link_and_match_metrics(as_manager):
     ]
     # Budgets are month to date (1–14 March), worst first, with the run-rate projection.
     assert tables["budgets"] == [
-        ["Globex", "$5,000.00", "$7,800.05", "156.0%", "$17,271.53", "Over"],
+        ["Globex", "Over", "$7,800.05", "$5,000.00", "$17,271.53", "156.0%"],
         # spent $0.019875 of $0.02, but projected $0.044
-        ["ann@acme.test", "$0.02", "$0.01988", "99.4%", "$0.04401", "At risk"],
-        ["Acme", "$1.00", "$0.05798", "5.8%", "$0.1284", "On track"],
-        ["dan@solo.test", "$100.00", "$0.0049", "0.0%", "$0.01085", "On track"],
+        ["ann@acme.test", "At risk", "$0.01988", "$0.02", "$0.04401", "99.4%"],
+        ["Acme", "On track", "$0.05798", "$1.00", "$0.1284", "5.8%"],
+        ["dan@solo.test", "On track", "$0.0049", "$100.00", "$0.01085", "0.0%"],
     ]
     # Each top row links to its page, keeping the filters.
     section = page.split('id="table-top_users"')[1].split("</section>")[0]
@@ -412,13 +412,13 @@ def test_subject_pages(as_manager, awkward, kind):
         assert figures_of(page)["cost"][0] == "$0.02738"
         assert tables["by_model"] == [["gpt-4o", "openai", "$0.02738", "5,720", "5"]]
         assert tables["budgets"] == [
-            ["ann@acme.test", "$0.02", "$0.01988", "99.4%", "$0.04401", "At risk"]
+            ["ann@acme.test", "At risk", "$0.01988", "$0.02", "$0.04401", "99.4%"]
         ]
     else:
         assert figures_of(page)["cost"][0] == "$0.06548"
         assert figures_of(page)["active_users"][0] == "2"
         assert tables["by_model"][0] == ["gpt-4o", "openai", "$0.06248", "15,080", "17"]
-        assert tables["budgets"] == [["Acme", "$1.00", "$0.05798", "5.8%", "$0.1284", "On track"]]
+        assert tables["budgets"] == [["Acme", "On track", "$0.05798", "$1.00", "$0.1284", "5.8%"]]
 
 
 def test_subject_page_filters_narrow_the_subject(as_manager, awkward):
@@ -576,11 +576,11 @@ def _budget_rows(statuses):
     return [
         [
             str(s.budget.organization or s.budget.user),
-            s.budget.monthly_limit,
-            s.spent,
-            s.share,
-            s.projected,
             {"over": "Over", "at risk": "At risk", "on track": "On track"}[s.state],
+            s.spent,
+            s.budget.monthly_limit,
+            s.projected,
+            s.share,
         ]
         for s in statuses
     ]
@@ -590,13 +590,13 @@ SPEND = ["Cost (USD)", "Tokens", "Requests"]
 SPEND_KINDS = ["money", "number", "number"]
 BUDGET_HEADER = [
     "Budget for",
-    "Monthly limit (USD)",
-    "Spent this month (USD)",
-    "Share used (%)",
-    "Projected month end (USD)",
     "Status",
+    "Spent this month (USD)",
+    "Monthly limit (USD)",
+    "Projected month end (USD)",
+    "Share used (%)",
 ]
-BUDGET_KINDS = ["text", "money", "money", "share", "money", "state"]
+BUDGET_KINDS = ["text", "state", "money", "money", "money", "share"]
 MODEL_HEADER = [
     "Model",
     "Provider",
@@ -746,7 +746,7 @@ def test_subject_exports_equal_metrics(as_manager, awkward, kind):
     rows = _csv(as_manager.get(url, {"period": "30d", "export": "budgets"}))
     assert len(rows) == 2
     assert rows[1][0] == ("ann@acme.test" if kind == "user" else "Globex")
-    assert rows[1][-1] == ("At risk" if kind == "user" else "Over")
+    assert rows[1][1] == ("At risk" if kind == "user" else "Over")
 
 
 # -- query counts ------------------------------------------------------------
