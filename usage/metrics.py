@@ -484,7 +484,8 @@ def reconciled(rows, ranked, total, others, missing, key):
     """``rows`` (the top ranked) and the rows that make them add up to the
     period's ``total``: ``others`` (the rest of the ranked, whose sums are
     ``ranked``) and ``missing`` (what no ranked row holds: anonymous usage,
-    no organisation). A remainder row is left out when it is empty."""
+    no organisation). A remainder row is left out when it holds no call
+    (or, were the roll-ups to disagree, less than none)."""
     shown = {name: sum((row[name] or 0 for row in rows), 0) for name in SPEND}
     rest = {name: ranked[name] - shown[name] for name in SPEND}
     outside = {
@@ -494,7 +495,7 @@ def reconciled(rows, ranked, total, others, missing, key):
     }
     extra = []
     for label, sums, kind in ((others, rest, "others"), (missing, outside, "missing")):
-        if sums["requests"] or sums["cost"] or sums["tokens"]:
+        if sums["requests"] > 0:
             extra.append({key: None, "label": label, **sums, "remainder": kind})
     return rows + extra
 
