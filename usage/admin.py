@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from core.admin_tools import (
@@ -23,7 +24,7 @@ from core.admin_tools import (
     RecentPeriodFilter,
     RelatedIdFilter,
 )
-from usage import ledger
+from usage import ledger, metrics
 from usage.models import (
     LATENCY_BUCKETS_MS,
     Budget,
@@ -35,6 +36,7 @@ from usage.models import (
     PerformanceMetric,
     QueryAnalytics,
 )
+from usage.templatetags.figures import figure
 
 
 class ModelUsageForm(forms.ModelForm):
@@ -192,15 +194,72 @@ class ModelPriceAdmin(BaseAdmin):
     readonly_fields = ("created_at",)
 
 
+STATE_STYLE = {
+    metrics.BudgetState.OVER: "color: var(--error-fg); font-weight: bold",
+    metrics.BudgetState.AT_RISK: "color: #b45309; font-weight: bold",
+    metrics.BudgetState.ON_TRACK: "color: #1a7f37",
+}
+
+
+class BudgetStateFilter(admin.SimpleListFilter):
+    """Over, at risk or on track this month (usage.metrics.budget_statuses:
+    the budgets' month spend, read from the roll-ups in two queries)."""
+
+    title = "status this month"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return metrics.BudgetState.choices
+
+    def queryset(self, request, queryset):
+        if self.value() not in metrics.BudgetState.values:
+            return queryset
+        statuses = metrics.budget_statuses(
+            budgets=queryset.only("organization", "user", "monthly_limit")
+        )
+        return queryset.filter(pk__in=[s.budget.pk for s in statuses if s.state == self.value()])
+
+
 @admin.register(Budget)
 class BudgetAdmin(BaseAdmin):
-    list_display = ("__str__", "organization", "user", "monthly_limit", "alert_threshold")
+    # Few columns, the status second: the name already says whose budget
+    # it is, and a wide list hides its last columns.
+    list_display = ("__str__", "state", "spent", "limit", "projected")
     list_select_related = ("organization", "user")
-    list_filter = ("organization",)
+    list_filter = (BudgetStateFilter, "organization")
     search_fields = ("organization__name", "user__email")
     ordering = ("-monthly_limit",)
     autocomplete_fields = ("organization", "user")
     readonly_fields = ("created_at",)
+
+    def get_changelist_instance(self, request):
+        """The page's budgets with their month's status, computed for the
+        page at once (two queries) rather than per row."""
+        changelist = super().get_changelist_instance(request)
+        statuses = {s.budget.pk: s for s in metrics.budget_statuses(budgets=changelist.result_list)}
+        for budget in changelist.result_list:
+            budget.status = statuses[budget.pk]
+        return changelist
+
+    @admin.display(description="Spent this month")
+    def spent(self, obj):
+        return figure(obj.status.spent, "money")
+
+    @admin.display(description="Monthly limit", ordering="monthly_limit")
+    def limit(self, obj):
+        return figure(obj.monthly_limit, "money")
+
+    @admin.display(description="Projected month end")
+    def projected(self, obj):
+        return figure(obj.status.projected, "money")
+
+    @admin.display(description="Status")
+    def state(self, obj):
+        return format_html(
+            '<span class="budget-state" style="white-space: nowrap; {}">{}</span>',
+            STATE_STYLE[obj.status.state],
+            obj.status.label,
+        )
 
 
 class RollupAdmin(ReadOnlyAdminMixin, BigTableAdmin):

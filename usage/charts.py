@@ -89,6 +89,7 @@ def overview(view):
     providers = metrics.cost_by_provider(period, scope)
     return {
         "figures": metrics.headline(period, scope),
+        "unpriced": metrics.unpriced_summary(period, scope),
         "charts": {
             "cost_by_model": stacked_cost_by_model(
                 metrics.cost_per_day_by_model(period, scope), period.each_day()

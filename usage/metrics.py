@@ -15,7 +15,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Case, Count, DecimalField, F, Q, Sum, Value, When, Window
+from django.db import models
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DecimalField,
+    F,
+    Func,
+    Min,
+    Q,
+    Sum,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -331,12 +345,18 @@ def _derive(row):
     return row
 
 
+@memoized
+def period_sums(period, scope):
+    """Every summed column over the period and scope (one query): the
+    totals the overview's tables reconcile to."""
+    return _derive(unsuffixed(current_reader().usage(period, scope).aggregate(**sums())))
+
+
 def totals(period, scope, rank_users=False):
     """The overview's headline figures for one period. ``rank_users``: count
     the active app users with the query that ranks the top ones (which the
     page shows too), instead of a count alone."""
-    reader = current_reader()
-    row = _derive(unsuffixed(reader.usage(period, scope).aggregate(**sums())))
+    row = dict(period_sums(period, scope))
     row["active_users"] = (
         app_users(period, scope, TOP_USERS)[0] if rank_users else active_users(period, scope)
     )
@@ -361,6 +381,45 @@ def headline(period, scope):
     """Headline figures with their change against the previous period."""
     now, before = totals(period, scope, rank_users=True), totals(period.previous(), scope)
     return [Figure(key, label, now[key], before[key], kind) for key, label, kind in HEADLINE]
+
+
+# -- usage without a price ------------------------------------------------------
+
+
+@memoized
+def unpriced(period, scope):
+    """The period's calls without a cost (no price in force, none
+    reported), per model: [{model_name, provider, requests, tokens,
+    first_seen}], the most calls first. From the ledger through its partial
+    index of unpriced rows (usage_mu_unpriced_ts_idx), bounded to the
+    period: the roll-ups count unpriced calls but not their tokens."""
+    start, end = period.local_bounds()
+    rows = list(
+        ModelUsage.objects.filter(
+            timestamp__gte=start, timestamp__lt=end, cost__isnull=True, **scope.lookups()
+        )
+        .order_by()
+        .values("model_name", "provider")
+        .annotate(
+            requests=Count("id"),
+            tokens=Coalesce(Sum("total_tokens"), 0),
+            first_seen=Min("timestamp"),
+        )
+        .order_by("-requests", "model_name", "provider")
+    )
+    for row in rows:
+        row["first_seen"] = timezone.localtime(row["first_seen"]).date()
+    return rows
+
+
+def unpriced_summary(period, scope):
+    """{requests, tokens, models} of the period's unpriced calls."""
+    rows = unpriced(period, scope)
+    return {
+        "requests": sum(row["requests"] for row in rows),
+        "tokens": sum(row["tokens"] for row in rows),
+        "models": len(rows),
+    }
 
 
 # -- series for the charts -----------------------------------------------------
@@ -419,6 +478,51 @@ def active_users(period, scope):
     return reader.user_sums(period, scope, n="requests").filter(n__gt=0).count()
 
 
+SPEND = ("cost", "tokens", "requests")
+
+
+# The sums over every row a ranking query ranks (not only the top ones it
+# answers): what the "others" row of a top-N table is made of.
+class _SumOver(Func):
+    """SUM(<an aggregate>) for a window over grouped rows (Django's Sum
+    refuses an aggregate inside it)."""
+
+    function = "SUM"
+    window_compatible = True
+
+
+_WINDOW_SUMS = {f"all_{name}": Window(_SumOver(F(name))) for name in SPEND}
+
+
+def _all_sums(rows):
+    """The window sums of a ranking's rows, taken off each row."""
+    found = {name: (rows[0][f"all_{name}"] if rows else 0) or 0 for name in SPEND}
+    for row in rows:
+        for name in SPEND:
+            del row[f"all_{name}"]
+    return found
+
+
+def reconciled(rows, ranked, total, others, missing, key):
+    """``rows`` (the top ranked) and the rows that make them add up to the
+    period's ``total``: ``others`` (the rest of the ranked, whose sums are
+    ``ranked``) and ``missing`` (what no ranked row holds: anonymous usage,
+    no organisation). A remainder row is left out when it holds no call
+    (or, were the roll-ups to disagree, less than none)."""
+    shown = {name: sum((row[name] or 0 for row in rows), 0) for name in SPEND}
+    rest = {name: ranked[name] - shown[name] for name in SPEND}
+    outside = {
+        "cost": total["cost"] - ranked["cost"],
+        "tokens": total["total_tokens"] - ranked["tokens"],
+        "requests": total["requests"] - ranked["requests"],
+    }
+    extra = []
+    for label, sums, kind in ((others, rest, "others"), (missing, outside, "missing")):
+        if sums["requests"] > 0:
+            extra.append({key: None, "label": label, **sums, "remainder": kind})
+    return rows + extra
+
+
 @memoized
 def app_users(period, scope, limit):
     """(active app users, the ``limit`` who cost most) in one query: the
@@ -428,7 +532,7 @@ def app_users(period, scope, limit):
         current_reader()
         .user_sums(period, scope, cost="cost", tokens="total_tokens", requests="requests")
         .filter(requests__gt=0)
-        .annotate(active=Window(Count("*")))
+        .annotate(active=Window(Count("*")), **_WINDOW_SUMS)
         .order_by(F("cost").desc(nulls_last=True), "user_id")[:limit]
     )
     active = rows[0]["active"] if rows else 0
@@ -438,17 +542,32 @@ def app_users(period, scope, limit):
 
 
 def top_users(period, scope, limit=TOP_USERS):
-    """The app users who cost most: [{user_id, label, cost, tokens, requests}]."""
-    rows = app_users(period, scope, limit)[1]
-    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in rows])}
-    return [
+    """The app users who cost most: [{user_id, label, cost, tokens,
+    requests}], then the other app users and the anonymous usage (rows with
+    ``user_id`` None and a ``remainder``), which add up to the period's total."""
+    active, found = app_users(period, scope, limit)
+    found = [dict(row) for row in found]
+    ranked = _all_sums(found)
+    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=[r["user_id"] for r in found])}
+    rows = [
         {**row, "label": labels.get(row["user_id"], f"deleted app user {row['user_id']}")}
-        for row in rows
+        for row in found
     ]
+    others = active - len(rows)
+    return reconciled(
+        rows,
+        ranked,
+        period_sums(period, scope),
+        f"{others:,} other app user{'s' if others != 1 else ''}",
+        "Anonymous (no app user)",
+        "user_id",
+    )
 
 
 def top_organizations(period, scope, limit=10):
-    """The organisations that cost most: [{organization_id, label, cost, …}]."""
+    """The organisations that cost most: [{organization_id, label, cost, …}],
+    then the other organisations and the usage of no organisation (rows with
+    ``organization_id`` None and a ``remainder``): they add up to the total."""
     reader = current_reader()
     rows = list(
         current_reader()
@@ -461,16 +580,28 @@ def top_organizations(period, scope, limit=10):
             requests=reader.total("requests"),
         )
         .filter(requests__gt=0)
+        .annotate(found=Window(Count("*")), **_WINDOW_SUMS)
         .order_by(F("cost").desc(nulls_last=True), "organization_id")[:limit]
     )
+    found = rows[0]["found"] if rows else 0
+    ranked = _all_sums(rows)
     labels = dict(
         Organization.objects.filter(pk__in=[r["organization_id"] for r in rows]).values_list(
             "pk", "name"
         )
     )
     for row in rows:
+        del row["found"]
         row["label"] = labels.get(row["organization_id"], f"organisation {row['organization_id']}")
-    return rows
+    others = found - len(rows)
+    return reconciled(
+        rows,
+        ranked,
+        period_sums(period, scope),
+        f"{others:,} other organisation{'s' if others != 1 else ''}",
+        "No organisation",
+        "organization_id",
+    )
 
 
 # -- the models table ------------------------------------------------------
@@ -700,51 +831,101 @@ def cost_by_model(period, scope):
 # -- budgets ---------------------------------------------------------------
 
 
+class BudgetState(models.TextChoices):
+    """Where a budget stands this month (worst first)."""
+
+    OVER = "over", "Over"
+    AT_RISK = "at risk", "At risk"
+    ON_TRACK = "on track", "On track"
+
+
+STATE_RANK = {state: rank for rank, state in enumerate(BudgetState.values)}
+
+
+def budget_month(today):
+    """The budget month to ``today`` (a local date): its first day to today."""
+    return Period(today.replace(day=1), today)
+
+
+def run_rate_projection(spent, today):
+    """Month-end spend at the run rate: spend so far ÷ days elapsed (today
+    included) × days in the month. The one projection of the pages, the
+    admin, ``check_budgets`` and ``watch_spend``; on the last day it is the
+    spend."""
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    return spent * days_in_month / today.day
+
+
+def budget_state(spent, projected, limit):
+    """Over (spent > limit), at risk (projected > limit) or on track."""
+    if spent > limit:
+        return BudgetState.OVER
+    if projected > limit:
+        return BudgetState.AT_RISK
+    return BudgetState.ON_TRACK
+
+
 @dataclass
 class BudgetStatus:
     budget: Budget
     spent: Decimal
     projected: Decimal
-    share: float
+    share: float  # of the limit spent (inf for spend on a zero limit)
 
     @property
     def state(self):
-        if self.spent > self.budget.monthly_limit:
-            return "over"
-        if self.share >= float(self.budget.alert_threshold):
-            return "alert"
-        return "ok"
+        return budget_state(self.spent, self.projected, self.budget.monthly_limit)
+
+    @property
+    def label(self):
+        return BudgetState(self.state).label
+
+    @property
+    def target(self):
+        return self.budget.organization or self.budget.user
 
 
-def budget_statuses(today=None, scope=None):
-    """Every budget's month-to-date spend and month-end projection.
-
-    The projection is the run rate: spend so far / days elapsed × days in
-    the month. Worst first.
-    """
+def month_spend(today, organization_ids=None, user_ids=None):
+    """({organisation id: cost}, {app user id: cost}) of the budget month to
+    ``today``, for the ids given (None: every one with usage; an empty list
+    runs no query). One query each."""
     reader = current_reader()
+    month = budget_month(today)
+    by_org = {}
+    if organization_ids is None or organization_ids:
+        rows = reader.usage(month, Scope(), "organization_id").filter(organization_id__isnull=False)
+        if organization_ids is not None:
+            rows = rows.filter(organization_id__in=organization_ids)
+        by_org = dict(
+            rows.values("organization_id")
+            .annotate(c=reader.total("cost"))
+            .values_list("organization_id", "c")
+        )
+    by_user = {}
+    if user_ids is None or user_ids:
+        rows = reader.user_sums(month, Scope(), c="cost")
+        if user_ids is not None:
+            rows = rows.filter(user_id__in=user_ids)
+        by_user = dict(rows.values_list("user_id", "c"))
+    return by_org, by_user
+
+
+def budget_statuses(today=None, scope=None, budgets=None):
+    """Every budget's month-to-date spend, run-rate projection and state
+    (of ``budgets`` when given: the budget admin's page). Worst first: over,
+    at risk, on track, then by share of the limit spent."""
     today = today or timezone.localdate()
-    month = Period(today.replace(day=1), today)
-    days_in_month = calendar.monthrange(today.year, today.month)[1]
-    budgets = Budget.objects.select_related("organization", "user")
-    if scope and scope.organization_id:
-        budgets = budgets.filter(organization_id=scope.organization_id)
-    if scope and scope.user_id:
-        budgets = budgets.filter(user_id=scope.user_id)
+    if budgets is None:
+        budgets = Budget.objects.select_related("organization", "user")
+        if scope and scope.organization_id:
+            budgets = budgets.filter(organization_id=scope.organization_id)
+        if scope and scope.user_id:
+            budgets = budgets.filter(user_id=scope.user_id)
     budgets = list(budgets)
-    by_org = dict(
-        current_reader()
-        .usage(month, Scope(), "organization_id")
-        .filter(organization_id__in=[b.organization_id for b in budgets if b.organization_id])
-        .values("organization_id")
-        .annotate(c=reader.total("cost"))
-        .values_list("organization_id", "c")
-    )
-    by_user = dict(
-        current_reader()
-        .user_sums(month, Scope(), c="cost")
-        .filter(user_id__in=[b.user_id for b in budgets if b.user_id])
-        .values_list("user_id", "c")
+    by_org, by_user = month_spend(
+        today,
+        [b.organization_id for b in budgets if b.organization_id],
+        [b.user_id for b in budgets if b.user_id],
     )
     statuses = []
     for budget in budgets:
@@ -753,12 +934,37 @@ def budget_statuses(today=None, scope=None):
             if budget.organization_id
             else by_user.get(budget.user_id)
         ) or Decimal(0)
-        projected = spent / month.days * days_in_month
         limit = budget.monthly_limit
         share = float(spent / limit) if limit else (float("inf") if spent else 0.0)
-        statuses.append(BudgetStatus(budget, spent, projected, share))
-    statuses.sort(key=lambda s: -s.share)
+        statuses.append(BudgetStatus(budget, spent, run_rate_projection(spent, today), share))
+    statuses.sort(key=lambda s: (STATE_RANK[s.state], -s.share, s.budget.pk))
     return statuses
+
+
+@memoized
+def organizations_without_budget(limit=3, today=None):
+    """(organisations with spend this budget month and no budget, the
+    ``limit`` costliest of them as [{organization_id, label, cost}]) in one
+    query: a window counts the rows it ranks."""
+    reader = current_reader()
+    month = budget_month(today or timezone.localdate())
+    rows = list(
+        reader.usage(month, Scope(), "organization_id")
+        .filter(organization_id__isnull=False)
+        .exclude(
+            organization_id__in=Budget.objects.filter(organization__isnull=False).values(
+                "organization_id"
+            )
+        )
+        .values("organization_id", label=F("organization__name"))
+        .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
+        .filter(requests__gt=0)
+        .annotate(found=Window(Count("*")))
+        .order_by(F("cost").desc(), "organization_id")[:limit]
+    )
+    for row in rows:
+        row["label"] = row["label"] or f"organisation {row['organization_id']}"
+    return (rows[0]["found"] if rows else 0), rows
 
 
 # -- one app user's or organisation's latest rows --------------------------------

@@ -173,6 +173,13 @@ class ModelUsage(GuardedModel, Imported):
             models.Index(fields=["-timestamp"], name="usage_mu_ts_idx"),
             # an organisation's spend
             models.Index(fields=["organization", "-timestamp"], name="usage_mu_org_ts_idx"),
+            # the overview's unpriced calls of a period (usage.metrics.unpriced):
+            # few rows, so a small index that few inserts touch
+            models.Index(
+                fields=["-timestamp"],
+                condition=models.Q(cost__isnull=True),
+                name="usage_mu_unpriced_ts_idx",
+            ),
         ]
 
     def __str__(self):

@@ -2,11 +2,14 @@
 a function of the page's request (core.pages.views.PageRequest) that asks
 usage.metrics for its rows."""
 
+from urllib.parse import urlencode
+
 from django.urls import reverse
 
 from core.pages.tables import Column, Table
 
 from . import metrics
+from .templatetags.figures import figure
 
 
 def user_url(row):
@@ -27,13 +30,14 @@ SPEND_COLUMNS = [
     Column("requests", "Requests", "number"),
 ]
 
+# The status next to the name: a narrow screen shows it without scrolling.
 BUDGET_COLUMNS = [
     Column("target", "Budget for"),
-    Column("limit", "Monthly limit", "money"),
+    Column("state", "Status", "state"),
     Column("spent", "Spent this month", "money"),
-    Column("share", "Share used", "share"),
+    Column("limit", "Monthly limit", "money"),
     Column("projected", "Projected month end", "money"),
-    Column("state", "Status"),
+    Column("share", "Share used", "share"),
 ]
 
 MODEL_TABLE_COLUMNS = [
@@ -69,18 +73,16 @@ MODEL_SORT_KEYS = {
     "mistake_share": "mistakes",
 }
 
-BUDGET_STATES = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
-
 
 def budget_rows(statuses):
     return [
         {
-            "target": str(s.budget.organization or s.budget.user),
+            "target": str(s.target),
             "limit": s.budget.monthly_limit,
             "spent": s.spent,
             "share": s.share,
             "projected": s.projected,
-            "state": BUDGET_STATES[s.state],
+            "state": s.label,
             "organization_id": s.budget.organization_id,
             "user_id": s.budget.user_id,
         }
@@ -88,15 +90,59 @@ def budget_rows(statuses):
     ]
 
 
+def add_budget_url(**target):
+    """The budget admin's add form, its organisation or app user filled in."""
+    url = reverse("admin:usage_budget_add")
+    return f"{url}?{urlencode(target)}" if target else url
+
+
+# Organisations without a budget named under the overview's budgets.
+UNBUDGETED_SHOWN = 3
+
+
+def budget_actions(view, statuses):
+    """Links to set the budgets that are missing: the subject's own on its
+    page, else the costliest organisations of the month without one."""
+    if not view.request.user.has_perm("usage.add_budget"):
+        return []
+    scope = view.scope
+    if scope.organization_id or scope.user_id:
+        if statuses:
+            return []
+        key = "organization" if scope.organization_id else "user"
+        return [("Set a budget", add_budget_url(**{key: scope.lookups()[f"{key}_id"]}))]
+    count, missing = metrics.organizations_without_budget(UNBUDGETED_SHOWN)
+    actions = [
+        (
+            f"Set a budget for {row['label']} ({figure(row['cost'], 'money')} this month)",
+            add_budget_url(organization=row["organization_id"]),
+        )
+        for row in missing
+    ]
+    if count > len(missing):
+        actions.append((f"{count - len(missing):,} more organisations without a budget", None))
+    actions.append(("Add a budget", add_budget_url()))
+    return actions
+
+
 def budgets(view):
+    statuses = metrics.budget_statuses(scope=view.scope)
     return Table(
         "budgets",
         "Budgets this month",
         BUDGET_COLUMNS,
-        budget_rows(metrics.budget_statuses(scope=view.scope)),
+        budget_rows(statuses),
         link=budget_url,
-        note="Projection: spend so far ÷ days elapsed × days in the month.",
+        note=(
+            "Over: spent more than the limit. At risk: projected over it at the run rate "
+            "(spend so far ÷ days elapsed × days in the month). On track: neither."
+        ),
+        empty="No budget set.",
+        actions=budget_actions(view, statuses),
     )
+
+
+RECONCILED = "The rows add up to the period's total: the rest and what no row holds last."
 
 
 def top_users(view):
@@ -105,7 +151,8 @@ def top_users(view):
         "Top 10 app users by cost",
         [Column("label", "App user"), *SPEND_COLUMNS],
         metrics.top_users(view.period, view.scope),
-        link=user_url,
+        link=lambda row: user_url(row) if row["user_id"] else None,
+        note=RECONCILED,
     )
 
 
@@ -115,7 +162,50 @@ def top_organizations(view):
         "Top organisations by cost",
         [Column("label", "Organisation"), *SPEND_COLUMNS],
         metrics.top_organizations(view.period, view.scope),
-        link=organization_url,
+        link=lambda row: organization_url(row) if row["organization_id"] else None,
+        note=RECONCILED,
+    )
+
+
+def add_price_url(row):
+    """The price admin's add form for an unpriced model, in force from the
+    day it was first seen without one."""
+    query = {
+        "model_name": row["model_name"],
+        "provider": row["provider"],
+        "effective_from": row["first_seen"].isoformat(),
+    }
+    return f"{reverse('admin:usage_modelprice_add')}?{urlencode(query)}"
+
+
+def unpriced(view):
+    can_price = view.request.user.has_perm("usage.add_modelprice")
+    return Table(
+        "unpriced",
+        "Models without a price",
+        [
+            Column("model_name", "Model"),
+            Column("provider", "Provider"),
+            Column("requests", "Requests", "number"),
+            Column("tokens", "Tokens", "number"),
+            Column("first_seen", "First seen", "date"),
+        ],
+        metrics.unpriced(view.period, view.scope),
+        link=add_price_url if can_price else None,
+        link_keeps_query=False,
+        note=(
+            "Calls of this period with no reported cost and no price in force: their cost "
+            "is in no total. "
+            + (
+                "Add the model's price (the model links to the form), "
+                if can_price
+                else "An admin adds the model's price, "
+            )
+            + "then re-price the calls with manage.py recompute_costs --model <model> "
+            "--since <first seen> (reported costs never change)."
+        ),
+        empty="Every call of this period has a price.",
+        actions=[("Every model without a price, since it was first seen", reverse("watch:alerts"))],
     )
 
 

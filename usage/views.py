@@ -27,6 +27,7 @@ OVERVIEW = Page(
         "top_users": tables.top_users,
         "top_organizations": tables.top_organizations,
         "cost_by_provider": tables.cost_by_provider,
+        "unpriced": tables.unpriced,
         "budgets": tables.budgets,
     },
     context=charts.overview,

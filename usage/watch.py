@@ -157,7 +157,10 @@ def budget_findings(today):
                         budget,
                     )
                 )
-            if not closed and status.projected > limit and status.spent < limit:
+            # At risk (usage.metrics.budget_state), and not yet at the limit:
+            # the 100% threshold reports that.
+            at_risk = status.state == metrics.BudgetState.AT_RISK
+            if not closed and at_risk and status.spent < limit:
                 findings.append(
                     Finding(
                         Notification.Kind.BUDGET,

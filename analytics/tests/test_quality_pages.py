@@ -12,16 +12,23 @@ import datetime as dt
 import html
 import io
 import re
+from decimal import Decimal
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.test import RequestFactory
 from django.urls import reverse
 
 from analytics import metrics as quality
+from analytics import views
+from analytics.filters import ExecutionFilter, QualityFilter
 from analytics.tests.test_quality_metrics import world  # noqa: F401 (a fixture)
 from chats.views import transcript_url
+from core.models import User
+from core.pages.formats import CSV_PLACES, csv_label, csv_value
+from core.pages.views import PageRequest
 from core.tests import factories as f
 from usage.metrics import Period, Scope
 from usage.templatetags.figures import change, figure
@@ -261,12 +268,12 @@ def test_activity_page_shows_the_activity_figures(as_manager, world):  # noqa: F
     assert list(tables) == TABLES[ACTIVITY]
     # Nobody wrote on 8–10 March; ann, bob, cat and dan did on 11–14 March.
     assert tables["weeks"] == [
-        ["Mon 4 Mar 2024", "0", "3 of 7"],
-        ["Mon 11 Mar 2024", "4", "4 of 7"],
+        ["4 Mar 2024", "0", "3 of 7"],
+        ["11 Mar 2024", "4", "4 of 7"],
     ]
     columns, cohorts = quality.cohorts(SEVEN_DAYS, Scope())
     assert columns == 1
-    assert tables["cohorts"] == [["Mon 11 Mar 2024", "3", "66.7%"]]
+    assert tables["cohorts"] == [["11 Mar 2024", "3", "66.7%"]]
     assert cohorts == [{"cohort": dt.date(2024, 3, 11), "users": 3, "w0": pytest.approx(2 / 3)}]
     assert [row[0] for row in tables["sources"]] == [
         r["label"] for r in quality.usage_by_source(SEVEN_DAYS, Scope())
@@ -584,11 +591,52 @@ def test_every_table_exports_its_figures(as_manager, world):  # noqa: F811
         assert [name for p, name in expected if p == page] == TABLES[page]
     for (url, name), (header, rows) in expected.items():
         response = as_manager.get(url, {**query, "export": name})
-        assert response["Content-Disposition"].endswith(f'-{name}.csv"'), (url, name)
+        period = f"{THIRTY_DAYS.start}-to-{THIRTY_DAYS.end}"
+        assert response["Content-Disposition"].endswith(f'-{name}-{period}.csv"'), (url, name)
         got = _csv(response)
-        assert got[0] == header, (url, name)
+        kinds = _column_kinds(url, name, query)
+        assert got[0] == [csv_label(h, k) for h, k in zip(header, kinds, strict=True)], (url, name)
         if rows is not None:
-            assert got[1:] == rows, (url, name)
+            assert got[1:] == [_rounded(row, kinds) for row in rows], (url, name)
+
+
+PAGE_OF = {
+    CODE: views.CODE,
+    EXECUTIONS: views.EXECUTIONS,
+    FEEDBACK: views.FEEDBACK,
+    ACTIVITY: views.ACTIVITY,
+    SQL: views.TEXT_TO_SQL,
+}
+
+
+def _column_kinds(url, name, query):
+    """The kinds of a table's columns, as the page declares them."""
+    request = RequestFactory().get(url, query)
+    request.user = User.objects.get(username="manager")
+    if url == EXECUTIONS:
+        filters = ExecutionFilter(request.GET)
+        view = PageRequest.parse(request, filters, group=filters.group())
+    else:
+        view = PageRequest.parse(request, QualityFilter(request.GET))
+    return [column.kind for column in PAGE_OF[url].tables[name](view).columns]
+
+
+def _rounded(cells, kinds):
+    """CSV cells (``_cells``: the metrics' values as text) rounded and
+    dated as core.pages.formats writes them."""
+    out = []
+    for cell, kind in zip(cells, kinds, strict=True):
+        if cell and kind == "duration" and ":" in cell:  # str(timedelta)
+            hours, minutes, seconds = cell.split(":")
+            seconds = (int(hours) * 60 + int(minutes)) * 60 + Decimal(seconds)
+            cell = str(csv_value(seconds, kind))
+        elif cell and kind in CSV_PLACES:
+            cell = str(csv_value(Decimal(cell), kind))
+        elif cell and kind in ("date", "datetime"):
+            parse = dt.date if len(cell) == 10 else dt.datetime
+            cell = str(csv_value(parse.fromisoformat(cell), kind))
+        out.append(cell)
+    return out
 
 
 def test_executions_export_lists_the_whole_group(as_manager, world):  # noqa: F811
@@ -599,13 +647,13 @@ def test_executions_export_lists_the_whole_group(as_manager, world):  # noqa: F8
     )
 
     expected = quality.execution_list(THIRTY_DAYS, Scope(), error_type="KeyError")
-    assert [row[0] for row in got[1:]] == [str(e.created_at) for e in expected]
+    assert [row[0] for row in got[1:]] == [e.created_at.isoformat() for e in expected]
     assert [row[5] for row in got[1:]] == [
         "data_viz_agent: Timeout after 30 seconds; planner_preprocessing_agent: KeyError",
         "planner_preprocessing_agent: KeyError",
     ][::-1]
     # "To last update": e3 took 10 s; e2 was never updated.
-    assert [row[6] for row in got[1:]] == ["0:00:10", ""]
+    assert [row[6] for row in got[1:]] == ["10.00", ""]  # seconds
 
 
 # -- query counts --------------------------------------------------------------------------

@@ -414,12 +414,12 @@ def test_files_analysis_results_and_usage_of_the_chat(staff_client, rich):
         "Started": "13 Mar 2024 10:00",
         "Messages": "4",
         "Tokens": "3,700 in / 1,150 out",
-        "Cost": "$0.26 over 3 requests",
+        "Cost": "$0.2625 over 3 requests",
     }
     rows = [[td.text for td in tr.find_all("td")] for tr in usage.find("tbody").find_all("tr")]
     assert rows == [
         ["claude-3-5-sonnet", "anthropic", "1", "500", "150", "–"],
-        ["gpt-4o", "openai", "2", "3,200", "1,000", "$0.26"],
+        ["gpt-4o", "openai", "2", "3,200", "1,000", "$0.2625"],
     ]
 
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from django.http import StreamingHttpResponse
 
+from .formats import csv_label, csv_value
+
 
 @dataclass(frozen=True)
 class Column:
@@ -33,6 +35,10 @@ class Table:
     # A row under the others (a total): shown on the page, not in the CSV,
     # which holds the rows only.
     footer: dict | None = None
+    # What the page says without rows, and links under the table
+    # ([(label, url)]: "Set a budget").
+    empty: str = "Nothing in this period."
+    actions: list = field(default_factory=list)
     cells: list = field(init=False)
     footer_cells: list = field(init=False)
 
@@ -78,14 +84,17 @@ class _Echo:
 
 
 def csv_response(table, filename):
-    """Stream a table as CSV: raw values, one header row, every cell through
+    """Stream a table as CSV: a header row naming each column's unit, values
+    rounded by kind (core.pages.formats.csv_value), every cell through
     ``csv_cell``."""
     writer = csv.writer(_Echo())
 
     def lines():
-        yield writer.writerow([csv_cell(column.label) for column in table.columns])
+        yield writer.writerow([csv_cell(csv_label(c.label, c.kind)) for c in table.columns])
         for row in table.rows:
-            yield writer.writerow([csv_cell(row.get(c.key)) for c in table.columns])
+            yield writer.writerow(
+                [csv_cell(csv_value(row.get(c.key), c.kind)) for c in table.columns]
+            )
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'

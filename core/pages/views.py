@@ -125,7 +125,11 @@ def render_page(request, page, filters, title=None, filename=None, **options):
         table = page.tables[view.export](view)
         if table is None:
             raise Http404("This table is not on the page for these parameters.")
-        return csv_response(table, f"{filename}-{view.export}")
+        period = view.period
+        return csv_response(
+            table,
+            f"{filename}-{view.export}-{period.start.isoformat()}-to-{period.end.isoformat()}",
+        )
     # A table's function answers None when the request does not ask for it.
     tables = [table for build in page.tables.values() if (table := build(view)) is not None]
     context = {

@@ -165,10 +165,11 @@ def final_phase(ctx, tts_accounts, users):
         bar.update()
         text_to_sql.finish_users(ctx, tts_accounts)
         bar.update()
-        reference.make_budgets(ctx, users)
-        ctx.writer.flush()
         bar.update()
         ledger.rebuild()
+        # Budgets are set from the month's spend in the roll-ups.
+        reference.make_budgets(ctx, users)
+        ctx.writer.flush()
         # Staff find review queues filled from the demo chats' own signals;
         # the reviews themselves come from staff accounts (demo_logins).
         queues.demo_queues()

@@ -1,5 +1,5 @@
 """Shared machinery of the demo generators: ids, the clock, people, prices,
-spend tracking and the writer that bulk-creates rows in dependency order."""
+and the writer that bulk-creates rows in dependency order."""
 
 import bisect
 import hashlib
@@ -204,35 +204,6 @@ class People:
         return email
 
 
-class Spend:
-    """Cost per app user and organisation this month and in the last 30 days."""
-
-    def __init__(self, month_start, recent_start):
-        self.month_start = month_start
-        self.recent_start = recent_start
-        self.month = defaultdict(Decimal)
-        self.recent = defaultdict(Decimal)
-
-    def add(self, row):
-        if row.cost is None:
-            return
-        keys = []
-        if row.user_id:
-            keys.append(("user", row.user_id))
-        if row.organization_id:
-            keys.append(("org", row.organization_id))
-        for key in keys:
-            if row.timestamp >= self.month_start:
-                self.month[key] += row.cost
-            if row.timestamp >= self.recent_start:
-                self.recent[key] += row.cost
-
-    def this_month(self, key):
-        """Month-to-date spend, or a day's worth of recent spend on the 1st."""
-        spent = self.month[key]
-        return spent if spent > 0 else self.recent[key] / 30
-
-
 class Context:
     """Everything the generators share: the seeded RNG, the clock, the writer."""
 
@@ -252,7 +223,6 @@ class Context:
         self.org_domains = {}
         self.models = {model.name: model for model in catalog.MODELS}
         self.prices = None  # a usage.pricing.PriceBook, set with the prices
-        self.spend = Spend(anchor.replace(day=1), anchor - timedelta(days=30))
         self.tokens_by_user = Counter()
         self._pks = defaultdict(lambda: itertools.count(1))
         self._weighted = {}
@@ -340,7 +310,6 @@ class Context:
             self.prices.price_row(row)
             if row.cost is not None:
                 row.cost = row.cost.quantize(EIGHT_PLACES)
-        self.spend.add(row)
         if row.user_id:
             self.tokens_by_user[row.user_id] += row.total_tokens
         return self.writer.add(row)

@@ -1,12 +1,15 @@
 """Shared and reference rows: sources, model prices, organisations, agent
 templates, performance metrics and budgets."""
 
-import math
 import re
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+
+from django.utils import timezone
 
 from core.models import AgentTemplate, Organization, Source
+from usage import metrics
+from usage.metrics import BudgetState, budget_state
 from usage.models import Budget, ModelPrice, PerformanceMetric
 from usage.pricing import PriceBook
 
@@ -171,48 +174,110 @@ def make_performance_metrics(ctx):
             )
 
 
-def nice_limit(amount):
-    """A round monthly limit near ``amount`` (two significant digits, at least $1)."""
-    amount = float(amount)
-    if amount <= 1:
-        return Decimal("1.00")
-    step = 10 ** (math.floor(math.log10(amount)) - 1)
-    return Decimal(round(amount / step) * step).quantize(Decimal("0.01"))
+CENT = Decimal("0.01")
 
 
-# spend / limit of successive budgets: over, near, comfortable…
-ORG_RATIOS = [1.15, 0.9, 0.5, 0.3]
-USER_RATIOS = [1.25, 0.9, 0.6, 0.4, 0.85, 0.25, 1.08, 0.7, 0.5, 0.95]
+def nice_limit(amount, rounding=ROUND_HALF_UP, digits=2):
+    """A round monthly limit near ``amount``: ``digits`` significant digits,
+    rounded as ``rounding`` says, in whole cents."""
+    amount = Decimal(amount)
+    if amount <= 0:
+        return Decimal("0.00")
+    quantum = Decimal(1).scaleb(amount.adjusted() - digits + 1)
+    return max(amount.quantize(quantum, rounding=rounding), CENT).quantize(CENT)
 
 
-def make_budgets(ctx, app_users):
-    """Budgets for about half the organisations and a few app users; some are
-    near or over their limit this month."""
-    month_start = ctx.anchor.replace(day=1)
-    by_org = sorted(
-        ctx.organizations, key=lambda org: (-ctx.spend.this_month(("org", org.pk)), org.slug)
+# The smallest limit set but to be over it (a demo month's first days
+# hold cents of spend).
+SMALLEST_LIMIT = Decimal("0.10")
+
+
+def limit_for(state, spent, projected, ratio):
+    """A round limit that puts a budget with this month's ``spent`` and
+    run-rate ``projected`` spend in ``state`` (usage.metrics.budget_state),
+    or None when no limit can (over needs spend; at risk a projection above
+    the spend and SMALLEST_LIMIT). ``ratio`` (> 1) says how far from the
+    spend (over) or the projection (on track) the limit lies."""
+    if state == BudgetState.OVER:
+        limit = nice_limit(spent / ratio, ROUND_DOWN, 1) if spent > CENT else None
+    elif state == BudgetState.AT_RISK:
+        # Between the spend and the projection, the roundest that fits.
+        middle = (max(spent, SMALLEST_LIMIT) * projected).sqrt()
+        limit = next(
+            (
+                candidate
+                for digits in (1, 2, 3)
+                if max(spent, SMALLEST_LIMIT)
+                <= (candidate := nice_limit(middle, ROUND_HALF_UP, digits))
+                < projected
+            ),
+            None,
+        )
+    else:
+        limit = max(nice_limit(projected * ratio, ROUND_UP), SMALLEST_LIMIT)
+    if limit is not None and budget_state(spent, projected, limit) != state:
+        return None
+    return limit
+
+
+# The states of successive budgets (by spend, costliest first): one
+# organisation over, some at risk, the rest on track.
+ORG_STATES = [
+    BudgetState.OVER,
+    BudgetState.AT_RISK,
+    BudgetState.ON_TRACK,
+    BudgetState.AT_RISK,
+    BudgetState.ON_TRACK,
+]
+USER_STATES = [
+    BudgetState.AT_RISK,
+    BudgetState.ON_TRACK,
+    BudgetState.ON_TRACK,
+    BudgetState.AT_RISK,
+    BudgetState.ON_TRACK,
+]
+
+
+def make_budgets(ctx, app_users, today=None):
+    """Budgets for about half the organisations and a few app users, set
+    from the month's spend in the roll-ups (run after they are built) and
+    the pages' run-rate projection, so that on the day the demo is built
+    one organisation is over its budget, some budgets are at risk and the
+    rest on track (on the first of a month, before any spend, all are on
+    track)."""
+    today = today or timezone.localdate()
+    by_org, by_user = metrics.month_spend(today)
+    organizations = sorted(
+        ctx.organizations, key=lambda org: (-by_org.get(org.pk, Decimal(0)), org.slug)
     )
-    for index, org in enumerate(by_org[: max(1, round(len(by_org) / 2))]):
-        spent = ctx.spend.this_month(("org", org.pk))
-        ctx.writer.add(_budget(ctx, spent, ORG_RATIOS, index, month_start, organization=org))
-    ranked = sorted(
-        (user for user in app_users if ctx.spend.this_month(("user", user.pk)) > 0),
-        key=lambda user: (-ctx.spend.this_month(("user", user.pk)), user.pk),
+    chosen_orgs = organizations[: max(1, round(len(organizations) / 2))]
+    spenders = sorted(
+        (user for user in app_users if by_user.get(user.pk, 0) > 0),
+        key=lambda user: (-by_user[user.pk], user.pk),
     )
     # the top spenders, then every few others for variety
     wanted = ctx.count("user_budgets")
-    chosen = ranked[: (wanted + 1) // 2] + ranked[(wanted + 1) // 2 :: 5]
-    chosen = (chosen + [user for user in app_users if user not in chosen])[:wanted]
-    for index, user in enumerate(chosen):
-        spent = ctx.spend.this_month(("user", user.pk))
-        ctx.writer.add(_budget(ctx, spent, USER_RATIOS, index, month_start, user=user))
+    chosen = spenders[: (wanted + 1) // 2] + spenders[(wanted + 1) // 2 :: 5]
+    chosen_users = (chosen + [user for user in app_users if user not in chosen])[:wanted]
+    for states, targets, key, spend in (
+        (ORG_STATES, chosen_orgs, "organization", by_org),
+        (USER_STATES, chosen_users, "user", by_user),
+    ):
+        for index, target in enumerate(targets):
+            spent = spend.get(target.pk) or Decimal(0)
+            projected = metrics.run_rate_projection(spent, today)
+            ratio = Decimal(str(ctx.rng.choice([1.15, 1.3, 1.6, 2.2])))
+            state = states[index % len(states)]
+            limit = limit_for(state, spent, projected, ratio) or limit_for(
+                BudgetState.ON_TRACK, spent, projected, ratio
+            )
+            ctx.writer.add(_budget(ctx, limit, **{key: target}))
 
 
-def _budget(ctx, spent, ratios, index, month_start, **target):
-    ratio = ratios[index % len(ratios)]
+def _budget(ctx, limit, **target):
     return Budget(
-        monthly_limit=nice_limit(spent / Decimal(str(ratio))),
+        monthly_limit=limit,
         alert_threshold=Decimal(ctx.rng.choice(["0.800", "0.800", "0.750", "0.900"])),
-        created_at=month_start - timedelta(days=ctx.rng.randint(3, 80)),
+        created_at=ctx.anchor.replace(day=1) - timedelta(days=ctx.rng.randint(3, 80)),
         **target,
     )

@@ -6,6 +6,8 @@ first. Primary keys are left out of the comparison (PostgreSQL sequences do
 not roll back); counts, sums and natural keys are compared.
 """
 
+import datetime as dt
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -14,11 +16,17 @@ from django.core.management import call_command, get_commands
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.db.models import Count, Sum
+from django.utils import timezone
 
 from chats.models import Chat, Message
-from core.models import AppUser, Source, User
+from core.models import AppUser, Organization, Source, User
 from core.tests.factories import AppUserFactory
-from usage.models import DailyUsage, ModelUsage
+from ingest.demo import reference
+from ingest.demo.builder import start_of_today
+from ingest.demo.context import Context
+from usage import metrics
+from usage.metrics import BudgetState, budget_state
+from usage.models import Budget, DailyUsage, ModelUsage
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +155,72 @@ def test_seed_demo_refuses_database_with_one_app_user_and_writes_nothing():
 
     assert _counts() == before
     assert list(AppUser.objects.values_list("username", flat=True)) == ["already-here"]
+
+
+# -- budgets ------------------------------------------------------------------
+
+
+def _budget_states(today):
+    """{state: [budget target]} of the demo's budgets on ``today``."""
+    states = {}
+    for status in metrics.budget_statuses(today=today):
+        states.setdefault(status.state, []).append(str(status.target))
+    return states
+
+
+def test_demo_budgets_are_over_at_risk_and_on_track_by_the_pages_projection():
+    """The budgets are set from the month's spend in the roll-ups: on the day
+    they are set (here the 2nd and the 20th of last month, which the 90 days
+    of demo data cover, whenever the test runs) one organisation is over,
+    some budgets are at risk and the rest on track, by the pages' states."""
+    _seed(scale=0.5)
+    last_month = timezone.localdate().replace(day=1) - dt.timedelta(days=1)
+    for day in (2, 20):
+        Budget.objects.all().delete()
+        today = last_month.replace(day=day)
+        ctx = Context(seed=7, scale=0.5, days=90, anchor=start_of_today(), progress=None)
+        ctx.organizations = list(Organization.objects.order_by("pk"))
+        reference.make_budgets(ctx, list(AppUser.objects.order_by("pk")), today=today)
+        ctx.writer.flush()
+
+        states = _budget_states(today)
+        by_org = metrics.month_spend(today)[0]
+        costliest = max(by_org, key=lambda pk: (by_org[pk], -pk))
+        assert states["over"] == [Organization.objects.get(pk=costliest).name], day
+        assert len(states["at risk"]) >= 2, day
+        assert len(states["on track"]) >= 2, day
+        assert Budget.objects.count() == sum(len(v) for v in states.values())
+        # Round limits: at most three significant digits.
+        for budget in Budget.objects.all():
+            assert len(budget.monthly_limit.normalize().as_tuple().digits) <= 3, budget
+
+
+@pytest.mark.parametrize(
+    ("spent", "projected"),
+    [
+        ("0", "0"),
+        ("0.004", "0.12"),
+        ("0.53", "8.14"),
+        ("1.95", "2.01"),
+        ("7", "7"),  # the last day of a month
+        ("123.45", "3826.95"),
+        ("99999.99", "100000.01"),
+    ],
+)
+def test_limit_for_puts_a_budget_in_its_state_or_says_it_cannot(spent, projected):
+    spent, projected = Decimal(spent), Decimal(projected)
+    for state in BudgetState.values:
+        for ratio in (Decimal("1.15"), Decimal("2.2")):
+            limit = reference.limit_for(state, spent, projected, ratio)
+            if limit is None:
+                # Over needs spend; at risk room between the spend and the
+                # projection above $1.
+                assert (
+                    state == "over"
+                    and spent <= Decimal("0.01")
+                    or state == "at risk"
+                    and projected <= max(spent, reference.SMALLEST_LIMIT)
+                ), (state, ratio)
+                continue
+            assert budget_state(spent, projected, limit) == state, (state, ratio, limit)
+            assert limit == limit.quantize(Decimal("0.01"))

@@ -22,6 +22,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 
+from core.pages.formats import csv_value
 from core.tests import factories as f
 from reports import metrics
 from reports.models import DeepAnalysisReport
@@ -441,18 +442,21 @@ def test_list_export_equals_the_rows(as_manager, library):
     response = as_manager.get(LIST, {"period": "90d", "export": "reports"})
 
     assert response.status_code == 200
-    assert response["Content-Disposition"] == 'attachment; filename="reports-reports.csv"'
+    period = Period.preset("90d", TODAY)
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="reports-reports-{period.start}-to-{period.end}.csv"'
+    )
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == [
         "Created",
         "Goal",
         "App user",
         "Status",
-        "Progress",
-        "Duration",
+        "Progress (%)",
+        "Duration (s)",
         "Credits",
         "Tokens",
-        "Cost (est.)",
+        "Cost (est.) (USD)",
     ]
     found = metrics.report_rows(metrics.report_list(Period.preset("90d", TODAY), Scope()))
     keys = [
@@ -466,7 +470,14 @@ def test_list_export_equals_the_rows(as_manager, library):
         "tokens",
         "cost",
     ]
-    assert rows[1:] == [["" if r[k] is None else str(r[k]) for k in keys] for r in found]
+    kinds = ["datetime", "text", "text", "text", "share", "duration", "number", "number", "money"]
+    assert rows[1:] == [
+        [
+            "" if r[k] is None else str(csv_value(r[k], kind))
+            for k, kind in zip(keys, kinds, strict=True)
+        ]
+        for r in found
+    ]
     assert len(rows) == 1 + 6
 
 

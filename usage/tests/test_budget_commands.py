@@ -84,14 +84,15 @@ def test_check_budgets_prints_spend_and_projection_and_exits_0(budgets):
     lines, error = check_budgets()
 
     assert error is None
-    # 14 of 31 days: projected = spent / 14 × 31. Worst share first.
+    # 14 of 31 days: projected = spent / 14 × 31. Worst first: ann is at risk
+    # (projected 6.64 > 5), Acme on track.
     assert lines == [
         HEADER,
-        f"{'ann@acme.test':<40} {'5.00':>12} {'3.00':>12} {'60.0':>6}% {'6.64':>12}  alert",
-        f"{'Acme':<40} {'100.00':>12} {'23.00':>12} {'23.0':>6}% {'50.93':>12}  ok",
+        f"{'ann@acme.test':<40} {'5.00':>12} {'3.00':>12} {'60.0':>6}% {'6.64':>12}  at risk",
+        f"{'Acme':<40} {'100.00':>12} {'23.00':>12} {'23.0':>6}% {'50.93':>12}  on track",
     ]
     statuses = metrics.budget_statuses()
-    assert [(s.spent, s.state) for s in statuses] == [(3, "alert"), (23, "ok")]
+    assert [(s.spent, s.state) for s in statuses] == [(3, "at risk"), (23, "on track")]
 
 
 def test_check_budgets_exits_1_when_a_budget_is_exceeded(budgets):
@@ -105,7 +106,7 @@ def test_check_budgets_exits_1_when_a_budget_is_exceeded(budgets):
     assert lines[1] == (
         f"{'ann@acme.test':<40} {'5.00':>12} {'5.01':>12} {'100.2':>6}% {'11.09':>12}  over"
     )
-    assert lines[2].endswith(" 25.01   25.0%        55.38  ok")
+    assert lines[2].endswith(" 25.01   25.0%        55.38  on track")
 
 
 def test_check_budgets_spent_equal_to_the_limit_is_not_exceeded(budgets):
@@ -114,7 +115,7 @@ def test_check_budgets_spent_equal_to_the_limit_is_not_exceeded(budgets):
     lines, error = check_budgets()
 
     assert error is None
-    assert lines[1].endswith("        5.00         5.00  100.0%        11.07  alert")
+    assert lines[1].endswith("        5.00         5.00  100.0%        11.07  at risk")
 
 
 def _manage(database, *args):

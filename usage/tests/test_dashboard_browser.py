@@ -135,7 +135,9 @@ def test_manager_sees_the_overview_with_charts(
         assert shown not in ("", "–"), item.key
     assert page.locator("#figure-requests .figure-value").inner_text() == f"{month_of_usage:,}"
     assert month_of_usage == 562
-    assert page.locator("#table-top_users tbody tr").count() == 9
+    # The nine app users and the anonymous calls (a tenth of them).
+    assert page.locator("#table-top_users tbody tr").count() == 10
+    assert page.locator("#table-top_users tbody tr").last.inner_text().startswith("Anonymous")
     assert page.locator("#table-budgets tbody tr").count() == 2
     assert "Days run from midnight to midnight in UTC" in page.locator(".period-note").inner_text()
     # Changes against the 30 days before are shown, and the axes are titled.

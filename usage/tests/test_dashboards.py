@@ -16,6 +16,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from core.pages.formats import csv_value
 from core.tests import factories as f
 from usage import ledger, metrics
 from usage.metrics import Period, Scope
@@ -110,15 +111,15 @@ def test_overview_shows_the_metrics_figures(as_manager):
     figures = figures_of(page)
     assert figures == expected_figures(SEVEN_DAYS, Scope())
     assert figures == {
-        "cost": ("$7,800.08", "+26218651.7% vs $0.03"),
+        "cost": ("$7,800.08", "+26218651.7% vs $0.02975"),
         "prompt_tokens": ("600,017,410", "+11111333.5% vs 5,400"),
         "completion_tokens": ("400,005,270", "+21052808.9% vs 1,900"),
         "requests": ("24", "+700.0% vs 3"),
         "active_users": ("4", "+33.3% vs 3"),
-        "cost_per_1k_tokens": ("$0.0077999", "+91.4% vs $0.00407534"),
-        "avg_latency_ms": ("6,850 ms", "+1612.5% vs 400 ms"),
+        "cost_per_1k_tokens": ("$0.0078", "+91.4% vs $0.004075"),
+        "avg_latency_ms": ("6.85 s", "+1612.5% vs 400 ms"),
         # nearest rank 21 of 22 is 7,400 ms: the 5,000–7,500 ms bucket
-        "p95_latency_ms": ("6,250 ms", "+900.0% vs 625 ms"),
+        "p95_latency_ms": ("6.25 s", "+900.0% vs 625 ms"),
         # 1–7 March had no streaming call: no change is claimed against 0
         "streaming_share": ("37.5%", "no earlier figure"),
     }
@@ -157,40 +158,51 @@ def test_overview_tables_link_and_match_metrics(as_manager):
     page = get_page(as_manager, OVERVIEW, period="7d")
 
     tables = tables_of(page)
-    assert list(tables) == ["top_users", "top_organizations", "cost_by_provider", "budgets"]
+    assert list(tables) == [
+        "top_users",
+        "top_organizations",
+        "cost_by_provider",
+        "unpriced",
+        "budgets",
+    ]
     assert tables["top_users"] == [
         [row["label"], figure(row["cost"], "money"), figure(row["tokens"]), str(row["requests"])]
         for row in metrics.top_users(SEVEN_DAYS, Scope())
     ]
     assert tables["top_users"] == [
         ["cat@globex.test", "$7,800.00", "1,000,000,000", "1"],
-        ["bob@acme.test", "$0.04", "14,760", "15"],
-        ["ann@acme.test", "$0.02", "4,020", "3"],
+        ["bob@acme.test", "$0.0371", "14,760", "15"],
+        ["ann@acme.test", "$0.01863", "4,020", "3"],
         ["dan@solo.test", "$0.0049", "1,150", "2"],
+        # the rows add up to the total (test_reconcile)
+        ["Anonymous (no app user)", "$0.018", "2,750", "3"],
     ]
     assert tables["top_organizations"] == [
         ["Globex", "$7,800.02", "1,000,002,000", "3"],
-        ["Acme", "$0.06", "18,780", "18"],
+        ["Acme", "$0.05573", "18,780", "18"],
+        ["No organisation", "$0.0049", "1,900", "3"],
     ]
+    assert tables["unpriced"] == [["llama-3-70b", "groq", "2", "4,450", "13 Mar 2024"]]
     assert tables["cost_by_provider"] == [
         ["anthropic", "$7,800.02"],
-        ["openai", "$0.05"],
+        ["openai", "$0.05373"],
         ["azure", "$0.0049"],
         ["mistral", "$0.002"],
         ["groq", "$0.00"],
     ]
     # Budgets are month to date (1–14 March), worst first, with the run-rate projection.
     assert tables["budgets"] == [
-        ["Globex", "$5,000.00", "$7,800.05", "156.0%", "$17,271.53", "Over budget"],
-        ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"],
-        ["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"],
-        ["dan@solo.test", "$100.00", "$0.0049", "0.0%", "$0.01", "OK"],
+        ["Globex", "Over", "$7,800.05", "$5,000.00", "$17,271.53", "156.0%"],
+        # spent $0.019875 of $0.02, but projected $0.044
+        ["ann@acme.test", "At risk", "$0.01988", "$0.02", "$0.04401", "99.4%"],
+        ["Acme", "On track", "$0.05798", "$1.00", "$0.1284", "5.8%"],
+        ["dan@solo.test", "On track", "$0.0049", "$100.00", "$0.01085", "0.0%"],
     ]
     # Each top row links to its page, keeping the filters.
     section = page.split('id="table-top_users"')[1].split("</section>")[0]
     ids = re.findall(r'<a href="/admin/dashboards/users/(\d+)/\?period=7d">', section)
     top = metrics.top_users(SEVEN_DAYS, Scope())
-    assert [int(pk) for pk in ids] == [row["user_id"] for row in top]
+    assert [int(pk) for pk in ids] == [row["user_id"] for row in top if row["user_id"]]
     assert re.search(r'<a href="/admin/dashboards/organizations/\d+/\?period=7d">Globex</a>', page)
 
 
@@ -200,7 +212,7 @@ def test_overview_tables_link_and_match_metrics(as_manager):
 def _filter_cases(data):
     """(query, expected period, expected scope, shown cost, shown requests)."""
     return [
-        ({"period": "today"}, Period(TODAY, TODAY), Scope(), "$0.03", "5"),
+        ({"period": "today"}, Period(TODAY, TODAY), Scope(), "$0.03063", "5"),
         ({"period": "7d"}, SEVEN_DAYS, Scope(), "$7,800.08", "24"),
         ({"period": "30d"}, THIRTY_DAYS, Scope(), "$7,800.12", "28"),
         ({"period": "90d"}, Period(dt.date(2023, 12, 16), TODAY), Scope(), "$7,800.14", "29"),
@@ -216,7 +228,7 @@ def _filter_cases(data):
             {"period": "30d", "organization": data.acme.pk},
             THIRTY_DAYS,
             Scope(organization_id=data.acme.pk),
-            "$0.07",
+            "$0.06548",
             "21",
         ),
         (
@@ -237,7 +249,7 @@ def _filter_cases(data):
             {"period": "30d", "user": data.ann.pk},
             THIRTY_DAYS,
             Scope(user_id=data.ann.pk),
-            "$0.03",
+            "$0.02738",
             "5",
         ),
     ]
@@ -300,8 +312,8 @@ def test_models_page_every_sort(as_manager):
             "400,000,000",
             "$7,800.02",
             "$0.0078",
-            "63,750 ms",
-            "120,000 ms",
+            "63.75 s",
+            "120.00 s",
             "4.00 ★",
             "50.0%",
             "33.3%",
@@ -314,10 +326,10 @@ def test_models_page_every_sort(as_manager):
             "4,470",
             "1,150",
             "0",
-            "$0.09",
-            "$0.00416937",
-            "1,081 ms",
-            "6,250 ms",
+            "$0.08998",
+            "$0.004169",
+            "1.08 s",
+            "6.25 s",
             "2.67 ★",
             "66.7%",
             "50.0%",
@@ -331,7 +343,7 @@ def test_models_page_every_sort(as_manager):
             "–",  # reported by no call: unknown, not 0
             "–",
             "$0.0049",
-            "$0.00426087",
+            "$0.004261",
             "365 ms",
             "625 ms",
             "2.67 ★",
@@ -347,14 +359,13 @@ def test_models_page_every_sort(as_manager):
             "–",
             "–",
             "$0.003",
-            "$0.00130435",
+            "$0.001304",
             "403 ms",
             "467 ms",
             "–",
             "–",
             "–",
         ],
-        # never priced: the cost per 1,000 tokens is unknown, not $0
         [
             "llama-3-70b",
             "groq",
@@ -365,8 +376,8 @@ def test_models_page_every_sort(as_manager):
             "700",
             "$0.00",
             "–",
-            "4,000 ms",
-            "4,000 ms",
+            "4.00 s",
+            "4.00 s",
             "–",
             "–",
             "0.0%",
@@ -410,16 +421,16 @@ def test_subject_pages(as_manager, awkward, kind):
     assert '<td class="rating">5 ★</td>' in page  # the feedback they gave
     assert '<td class="rating">4 ★</td>' not in page  # cat's
     if kind == "user":
-        assert figures_of(page)["cost"][0] == "$0.03"
-        assert tables["by_model"] == [["gpt-4o", "openai", "$0.03", "5,720", "5"]]
+        assert figures_of(page)["cost"][0] == "$0.02738"
+        assert tables["by_model"] == [["gpt-4o", "openai", "$0.02738", "5,720", "5"]]
         assert tables["budgets"] == [
-            ["ann@acme.test", "$0.02", "$0.02", "99.4%", "$0.04", "Over threshold"]
+            ["ann@acme.test", "At risk", "$0.01988", "$0.02", "$0.04401", "99.4%"]
         ]
     else:
-        assert figures_of(page)["cost"][0] == "$0.07"
+        assert figures_of(page)["cost"][0] == "$0.06548"
         assert figures_of(page)["active_users"][0] == "2"
-        assert tables["by_model"][0] == ["gpt-4o", "openai", "$0.06", "15,080", "17"]
-        assert tables["budgets"] == [["Acme", "$1.00", "$0.06", "5.8%", "$0.13", "Over threshold"]]
+        assert tables["by_model"][0] == ["gpt-4o", "openai", "$0.06248", "15,080", "17"]
+        assert tables["budgets"] == [["Acme", "On track", "$0.05798", "$1.00", "$0.1284", "5.8%"]]
 
 
 def test_subject_page_filters_narrow_the_subject(as_manager, awkward):
@@ -562,38 +573,42 @@ def _read(text, like):
     return text
 
 
-def assert_csv_rows(rows, expected_rows, header):
+def assert_csv_rows(rows, expected_rows, header, kinds):
+    """CSV rows equal the metrics' rows rounded as core.pages.formats says
+    for each column's kind."""
     assert rows[0] == header
     body = rows[1:]
     assert len(body) == len(expected_rows)
     for got, want in zip(body, expected_rows, strict=True):
+        want = [csv_value(value, kind) for value, kind in zip(want, kinds, strict=True)]
         assert [_read(text, like) for text, like in zip(got, want, strict=True)] == want
 
 
 def _budget_rows(statuses):
-    labels = {"over": "Over budget", "alert": "Over threshold", "ok": "OK"}
     return [
         [
             str(s.budget.organization or s.budget.user),
-            s.budget.monthly_limit,
+            {"over": "Over", "at risk": "At risk", "on track": "On track"}[s.state],
             s.spent,
-            s.share,
+            s.budget.monthly_limit,
             s.projected,
-            labels[s.state],
+            s.share,
         ]
         for s in statuses
     ]
 
 
-SPEND = ["Cost", "Tokens", "Requests"]
+SPEND = ["Cost (USD)", "Tokens", "Requests"]
+SPEND_KINDS = ["money", "number", "number"]
 BUDGET_HEADER = [
     "Budget for",
-    "Monthly limit",
-    "Spent this month",
-    "Share used",
-    "Projected month end",
     "Status",
+    "Spent this month (USD)",
+    "Monthly limit (USD)",
+    "Projected month end (USD)",
+    "Share used (%)",
 ]
+BUDGET_KINDS = ["text", "state", "money", "money", "money", "share"]
 MODEL_HEADER = [
     "Model",
     "Provider",
@@ -602,13 +617,29 @@ MODEL_HEADER = [
     "Output tokens",
     "Cached input tokens",
     "Reasoning tokens",
-    "Cost",
-    "Cost / 1k tokens",
-    "Avg latency",
-    "p95 latency",
+    "Cost (USD)",
+    "Cost / 1k tokens (USD)",
+    "Avg latency (ms)",
+    "p95 latency (ms)",
     "Avg rating",
-    "Code success",
-    "Flagged mistakes",
+    "Code success (%)",
+    "Flagged mistakes (%)",
+]
+MODEL_KINDS = [
+    "text",
+    "text",
+    "number",
+    "number",
+    "number",
+    "number",
+    "number",
+    "money",
+    "money",
+    "ms",
+    "ms",
+    "rating",
+    "share",
+    "share",
 ]
 MODEL_FIELDS = [
     "model_name",
@@ -631,10 +662,10 @@ MODEL_FIELDS = [
 def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
     for query, period, scope, _, _ in _filter_cases(awkward):
 
-        def export(name, query=query):
+        def export(name, query=query, period=period):
             response = as_manager.get(OVERVIEW, {**query, "export": name})
             assert response["Content-Disposition"] == (
-                f'attachment; filename="usage-overview-{name}.csv"'
+                f'attachment; filename="usage-overview-{name}-{period.start}-to-{period.end}.csv"'
             )
             return _csv(response)
 
@@ -645,6 +676,7 @@ def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
                 for r in metrics.top_users(period, scope)
             ],
             ["App user", *SPEND],
+            ["text", *SPEND_KINDS],
         )
         assert_csv_rows(
             export("top_organizations"),
@@ -653,16 +685,19 @@ def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
                 for r in metrics.top_organizations(period, scope)
             ],
             ["Organisation", *SPEND],
+            ["text", *SPEND_KINDS],
         )
         assert_csv_rows(
             export("cost_by_provider"),
             [[p, c] for p, c in metrics.cost_by_provider(period, scope)],
-            ["Provider", "Cost"],
+            ["Provider", "Cost (USD)"],
+            ["text", "money"],
         )
         assert_csv_rows(
             export("budgets"),
             _budget_rows(metrics.budget_statuses(scope=scope)),
             BUDGET_HEADER,
+            BUDGET_KINDS,
         )
     rows = _csv(as_manager.get(OVERVIEW, {"period": "7d", "export": "cost_by_provider"}))
     assert [(p, Decimal(c)) for p, c in rows[1:]] == [
@@ -678,17 +713,29 @@ def test_models_export_equals_metrics_for_each_sort(as_manager, awkward):
     for sort in ("-cost", "model", "-p95", "rating"):
         for query, period, scope, _, _ in _filter_cases(awkward):
             response = as_manager.get(MODELS, {**query, "sort": sort, "export": "models"})
-            assert (
-                response["Content-Disposition"] == 'attachment; filename="usage-models-models.csv"'
+            assert response["Content-Disposition"] == (
+                f'attachment; filename="usage-models-models-{period.start}-to-{period.end}.csv"'
             )
             assert_csv_rows(
                 _csv(response),
                 [[r[k] for k in MODEL_FIELDS] for r in metrics.models_table(period, scope, sort)],
                 MODEL_HEADER,
+                MODEL_KINDS,
             )
     rows = _csv(as_manager.get(MODELS, {"period": "30d", "export": "models"}))
-    # cached input: reported by no call (empty); reasoning: 700
-    assert rows[-1][:9] == ["llama-3-70b", "groq", "2", "3500", "950", "", "700", "0", ""]
+    # Rounded: money to 8 places; cached input reported by no call (empty),
+    # reasoning 700; no latency reported.
+    assert rows[-1][:9] == [
+        "llama-3-70b",
+        "groq",
+        "2",
+        "3500",
+        "950",
+        "",
+        "700",
+        "0.00000000",
+        "",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["user", "organization"])
@@ -700,22 +747,25 @@ def test_subject_exports_equal_metrics(as_manager, awkward, kind):
         scope = Scope(**{**scope.lookups(), field: subject.pk})
         response = as_manager.get(url, {**query, "export": "by_model"})
         assert response["Content-Disposition"] == (
-            f'attachment; filename="usage-{field}-{subject.pk}-by_model.csv"'
+            f'attachment; filename="usage-{field}-{subject.pk}-by_model-'
+            f'{period.start}-to-{period.end}.csv"'
         )
         assert_csv_rows(
             _csv(response),
             [list(row) for row in metrics.cost_by_model(period, scope)],
             ["Model", "Provider", *SPEND],
+            ["text", "text", *SPEND_KINDS],
         )
         assert_csv_rows(
             _csv(as_manager.get(url, {**query, "export": "budgets"})),
             _budget_rows(metrics.budget_statuses(scope=scope)),
             BUDGET_HEADER,
+            BUDGET_KINDS,
         )
     rows = _csv(as_manager.get(url, {"period": "30d", "export": "budgets"}))
     assert len(rows) == 2
     assert rows[1][0] == ("ann@acme.test" if kind == "user" else "Globex")
-    assert rows[1][-1] == ("Over threshold" if kind == "user" else "Over budget")
+    assert rows[1][1] == ("At risk" if kind == "user" else "Over")
 
 
 # -- query counts ------------------------------------------------------------
@@ -787,9 +837,10 @@ def test_query_counts_do_not_grow_with_rows(
     # latency histogram (6); cost per day by model (1); tokens per day (1);
     # the top users' labels (1: the users came with the active users); top
     # organisations and their names (2); the providers table (0: the chart's
-    # figures); budgets, their organisations' and users' spend (3); the two
-    # selects (2).
-    with django_assert_num_queries(ADMIN_REQUEST + 19):
+    # figures); budgets, their organisations' and users' spend (3), the
+    # organisations without a budget (1); the unpriced calls per model (1);
+    # the two selects (2).
+    with django_assert_num_queries(ADMIN_REQUEST + 21):
         assert client.get(OVERVIEW, {"period": "30d"}).status_code == 200
     # Models: filter-bar choices (2); roll-up sums per model (1); latency
     # histograms per model (1); ratings, code executions, mistakes (3); selects (2);
@@ -808,9 +859,9 @@ def test_query_counts_do_not_grow_with_rows(
     with django_assert_num_queries(ADMIN_REQUEST + 17):
         assert client.get(org_url(data.acme), {"period": "30d"}).status_code == 200
     # An export computes only its own table: here the filter-bar choices (2),
-    # which validate the request, the top users (1) and their labels (1); no
-    # headline, chart or other table.
-    with django_assert_num_queries(ADMIN_REQUEST + 4):
+    # which validate the request, the top users (1), their labels (1) and the
+    # total their rows add up to (1); no headline, chart or other table.
+    with django_assert_num_queries(ADMIN_REQUEST + 5):
         response = client.get(OVERVIEW, {"period": "30d", "export": "top_users"})
         b"".join(response.streaming_content)
     # Models export: choices (2) and the models table (5).

@@ -577,15 +577,20 @@ def _money_rows(rows):
     return [{**row, "cost": money(row["cost"])} for row in rows]
 
 
+def _ranked(rows):
+    """The ranked rows of a top-N table (not its remainder rows)."""
+    return [row for row in rows if "remainder" not in row]
+
+
 def test_top_users_and_organizations_equal_plain_sql(awkward, time_zone):
     raw = Raw(time_zone)
     for period, scope in combinations(awkward):
         where = (period, scope)
         expected = raw.top(period, scope, "user_id", "core_appuser", "email")
-        assert _money_rows(metrics.top_users(period, scope)) == expected, where
+        assert _money_rows(_ranked(metrics.top_users(period, scope))) == expected, where
         expected = raw.top(period, scope, "organization_id", "core_organization", "name")
-        assert _money_rows(metrics.top_organizations(period, scope)) == expected, where
-    top = metrics.top_users(Period.preset("30d", TODAY), Scope())
+        assert _money_rows(_ranked(metrics.top_organizations(period, scope))) == expected, where
+    top = _ranked(metrics.top_users(Period.preset("30d", TODAY), Scope()))
     assert [row["label"] for row in top] == [
         "cat@globex.test",  # 7,800
         "bob@acme.test",  # 0.0381
@@ -608,7 +613,7 @@ def test_top_users_stops_at_ten(awkward, time_zone):
         for n, user in enumerate(users, start=1)
     )
 
-    top = metrics.top_users(Period.preset("7d", TODAY), Scope())
+    top = _ranked(metrics.top_users(Period.preset("7d", TODAY), Scope()))
 
     # cat ($18M), then the new users from $11 down to $3.
     assert [row["user_id"] for row in top] == [awkward.cat.pk] + [u.pk for u in users[::-1]][:9]
@@ -748,24 +753,39 @@ def test_budget_statuses_equal_plain_sql(awkward, time_zone):
         assert money(status.spent) == want["spent"], status
         assert status.projected == pytest.approx(want["projected"], rel=Decimal("1e-12"))
         assert status.share == pytest.approx(want["share"], rel=1e-12)
-    assert [s.share for s in statuses] == sorted((s.share for s in statuses), reverse=True)
+    # Worst first: over, at risk, on track; within a state by share spent.
+    ranks = [metrics.STATE_RANK[s.state] for s in statuses]
+    assert ranks == sorted(ranks)
+    for state in metrics.BudgetState.values:
+        shares = [s.share for s in statuses if s.state == state]
+        assert shares == sorted(shares, reverse=True)
     states = {str(s.budget.organization or s.budget.user): s.state for s in statuses}
     assert (
         states
         == {
             "Globex": "over",  # 7,800.0455 > 5,000
-            "ann@acme.test": "alert",  # 0.019875 of 0.02 (New York: 0.023375)
-            "Acme": "alert",  # 0.058 ≥ 5% of $1
-            "dan@solo.test": "ok",
+            "ann@acme.test": "at risk",  # 0.019875 of 0.02, projected 0.044
+            "Acme": "on track",  # 0.058 of $1, projected 0.128
+            "dan@solo.test": "on track",
         }
         if time_zone == "UTC"
         else {
             "Globex": "over",
-            "ann@acme.test": "over",
-            "Acme": "alert",
-            "dan@solo.test": "ok",
+            "ann@acme.test": "over",  # New York: 0.023375 > 0.02
+            "Acme": "on track",
+            "dan@solo.test": "on track",
         }
     )
+    for status in statuses:
+        want = expected[status.budget.pk]
+        limit = status.budget.monthly_limit
+        assert status.state == (
+            "over"
+            if want["spent"] > limit
+            else "at risk"
+            if want["projected"] > limit
+            else "on track"
+        )
 
 
 def test_budget_statuses_concrete_and_scoped(awkward, time_zone):
@@ -780,7 +800,7 @@ def test_budget_statuses_concrete_and_scoped(awkward, time_zone):
     else:
         # 1 Mar 00:00 UTC is 29 Feb in New York; 15 Mar 02:00 UTC is 14 Mar.
         assert money(status.spent) == Decimal("0.023375")
-    assert status.projected == status.spent / 14 * 31
+    assert status.projected == status.spent * 31 / 14
     orgs = metrics.budget_statuses(today=TODAY, scope=Scope(organization_id=awkward.globex.pk))
     assert [s.budget for s in orgs] == [awkward.budgets.globex]
 

@@ -1,4 +1,5 @@
-"""Print every budget's month-to-date state; exit 1 when one is exceeded (for cron)."""
+"""Print every budget's month-to-date state (over, at risk, on track: the
+run-rate projection of usage.metrics); exit 1 when one is over (for cron)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -7,7 +8,8 @@ from usage import metrics
 
 class Command(BaseCommand):
     help = (
-        "Report month-to-date spend, threshold and month-end projection of every budget. "
+        "Report month-to-date spend, month-end projection at the run rate and state (over, "
+        "at risk, on track) of every budget. "
         "Exits with status 1 when any budget is exceeded."
     )
 
@@ -26,8 +28,11 @@ class Command(BaseCommand):
                 f"{target:<40} {s.budget.monthly_limit:>12.2f} {s.spent:>12.2f} "
                 f"{s.share * 100:>6.1f}% {s.projected:>12.2f}  {s.state}"
             )
-            style = {"over": self.style.ERROR, "alert": self.style.WARNING}.get(s.state)
+            style = {
+                metrics.BudgetState.OVER: self.style.ERROR,
+                metrics.BudgetState.AT_RISK: self.style.WARNING,
+            }.get(s.state)
             self.stdout.write(style(line) if style else line)
-        over = [s for s in statuses if s.state == "over"]
+        over = [s for s in statuses if s.state == metrics.BudgetState.OVER]
         if over:
             raise CommandError(f"{len(over)} budget(s) exceeded.", returncode=1)
