@@ -575,14 +575,17 @@ def rating_by_model(period, scope):
 
 
 # Ratings by the failed agents of the rated answer's code executions: one
-# row per (feedback, agent), so a rating counts once per agent.
+# row per (feedback, agent), so a rating counts once per agent. The agents'
+# rows are a MATERIALIZED common table: joined as a derived table, SQLite
+# walked them again for every rating (20 s for 15,000 ratings; 0.2 s so).
 _FAILED_AGENT_RATINGS = """
+WITH a AS MATERIALIZED (__AGENTS__)
 SELECT r.agent, COUNT(*), AVG(r.rating), SUM(CASE WHEN r.rating <= %s THEN 1 ELSE 0 END)
 FROM (
   SELECT DISTINCT fb.id, fb.rating, a.agent
   FROM chats_messagefeedback fb
   JOIN chats_codeexecution e ON e.message_id = fb.message_id
-  JOIN (__AGENTS__) AS a ON a.execution_id = e.id
+  JOIN a ON a.execution_id = e.id
   WHERE fb.id IN (__FEEDBACK__) AND a.agent <> '(no agent recorded)'
 ) AS r GROUP BY r.agent
 """
@@ -609,7 +612,7 @@ def rating_by_agent(period, scope):
     sql = _FAILED_AGENT_RATINGS.replace("__AGENTS__", agents_sql).replace(
         "__FEEDBACK__", feedback_sql
     )
-    for agent, n, average, low in _fetch(given, sql, [LOW_RATING, *agent_params, *feedback_params]):
+    for agent, n, average, low in _fetch(given, sql, [*agent_params, LOW_RATING, *feedback_params]):
         rows.append(
             {
                 "agent": agent,
