@@ -443,14 +443,22 @@ def busiest_chats(period, scope, limit=10):
 def slowest_executions(period, scope, limit=10):
     """The executions with the longest updated_at − created_at (no run time
     is stored: this is the time from the first run to the last update, so
-    it includes retries). Rows without both times are left out."""
-    return list(
-        executions(period, scope)
-        .filter(updated_at__isnull=False, updated_at__gt=F("created_at"))
+    it includes retries). Rows without both times are left out.
+
+    Ranked on the roll-up's slowest executions of each group (at least the
+    ten slowest of any scope, chats.rollups), then read by id."""
+    ids = list(
+        rolled_up(period, scope, "slow")
+        .order_by("-run_time", "-execution_id")
+        .values_list("execution_id", flat=True)[:limit]
+    )
+    found = {
+        e.pk: e
+        for e in CodeExecution.objects.filter(pk__in=ids)
         .select_related("chat")
         .annotate(run_time=RUN_TIME)
-        .order_by("-run_time", "-id")[:limit]
-    )
+    }
+    return [found[pk] for pk in ids if pk in found]
 
 
 def most_retried(period, scope, limit=10):

@@ -12,7 +12,10 @@ model and provider, and by what the kind adds:
   of the type (the example shown);
 - ``error_agent``: failed executions per error type and agent (the number
   of distinct agents of a type);
-- ``agent``: failed executions per failing agent and chat.
+- ``agent``: failed executions per failing agent and chat;
+- ``slow``: the ``SLOWEST`` executions of each group by time to their last
+  update (updated_at − created_at), longest first: the page's ten slowest in
+  any scope are among them, since a scope takes whole groups.
 
 So a page reads rows that grow with days × models × organisations × users
 (× chats, error types, agents), never every code run of the period.
@@ -200,6 +203,7 @@ class ExecutionRollup(models.Model):
         ERROR = "error", "per error type"
         ERROR_AGENT = "error_agent", "per error type and agent"
         AGENT = "agent", "per failing agent and chat"
+        SLOW = "slow", "the slowest executions"
 
     kind = models.CharField(max_length=12, choices=Kind.choices)
     day = models.DateField()
@@ -215,6 +219,10 @@ class ExecutionRollup(models.Model):
     successes = models.IntegerField(default=0)
     retried = models.IntegerField(default=0)
     example = models.TextField(null=True, blank=True)
+    # kind "slow": one of the SLOWEST executions of its group (updated_at −
+    # created_at, ``run_time``), by id.
+    execution_id = models.BigIntegerField(null=True, blank=True)
+    run_time = models.DurationField(null=True, blank=True)
 
     class Meta:
         verbose_name = "code execution roll-up row"
@@ -227,7 +235,7 @@ class ExecutionRollup(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind__in=["day", "chat", "error", "error_agent", "agent"]),
+                condition=Q(kind__in=["day", "chat", "error", "error_agent", "agent", "slow"]),
                 name="chats_execroll_kind_valid",
             ),
         ]
@@ -334,10 +342,62 @@ def _key_rows(key, using):
                 kind="day", day=day, executions=n, successes=ok, retried=changed, **dict(dims)
             )
         )
+    rows += _slow_rows(day, runs)
     if any(r.executions > r.successes for r in rows if r.kind == "day"):
         failing = runs.filter(is_successful=False)
         rows += _failure_rows(day, failing)
     return rows
+
+
+SLOWEST = 10  # per group: the page lists ten
+
+
+def _slow_rows(day, runs):
+    from django.db.models import DurationField, ExpressionWrapper, Window  # noqa: PLC0415
+    from django.db.models.functions import RowNumber  # noqa: PLC0415
+
+    run_time = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=DurationField())
+    ranked = (
+        runs.filter(updated_at__isnull=False, updated_at__gt=F("created_at"))
+        .annotate(
+            took=run_time,
+            rank=Window(
+                RowNumber(),
+                partition_by=[
+                    F("source_id"),
+                    F("chat__organization_id"),
+                    F("chat__user_id"),
+                    F("model_name"),
+                    F("model_provider"),
+                ],
+                order_by=[run_time.desc(), F("id").desc()],
+            ),
+        )
+        .filter(rank__lte=SLOWEST)
+        .values_list(
+            "id",
+            "took",
+            "source_id",
+            "chat__organization_id",
+            "chat__user_id",
+            "model_name",
+            "model_provider",
+        )
+    )
+    return [
+        ExecutionRollup(
+            kind="slow",
+            day=day,
+            execution_id=pk,
+            run_time=took,
+            source_id=source_id,
+            organization_id=org,
+            user_id=usr,
+            model_name=model,
+            model_provider=provider,
+        )
+        for pk, took, source_id, org, usr, model, provider in ranked
+    ]
 
 
 def _failure_rows(day, failing):
