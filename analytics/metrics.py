@@ -447,18 +447,17 @@ def slowest_executions(period, scope, limit=10):
 
     Ranked on the roll-up's slowest executions of each group (at least the
     ten slowest of any scope, chats.rollups), then read by id."""
-    ids = list(
+    ranked = (
         rolled_up(period, scope, "slow")
         .order_by("-run_time", "-execution_id")
-        .values_list("execution_id", flat=True)[:limit]
+        .values("execution_id")[:limit]
     )
-    found = {
-        e.pk: e
-        for e in CodeExecution.objects.filter(pk__in=ids)
+    found = (
+        CodeExecution.objects.filter(pk__in=ranked)
         .select_related("chat")
         .annotate(run_time=RUN_TIME)
-    }
-    return [found[pk] for pk in ids if pk in found]
+    )
+    return sorted(found, key=lambda e: (-e.run_time, -e.pk))
 
 
 def most_retried(period, scope, limit=10):
