@@ -95,9 +95,19 @@ class CodeExecutionQuerySet(PeriodQuerySet):
 
     bulk_create.alters_data = True
 
+    def _lock_in_order(self):
+        """The pks of these rows, locked in pk order (so two writers of the
+        same rows cannot each hold one the other waits for)."""
+        return list(
+            self.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True)
+        )
+
     def bulk_update(self, objs, fields, *args, **kwargs):
         objs = list(objs)
         with transaction.atomic(using=self.db):
+            self.model._base_manager.using(self.db).filter(
+                pk__in=[o.pk for o in objs]
+            )._lock_in_order()
             before = rollups.keys_of(self.filter(pk__in=[o.pk for o in objs]))
             done = super().bulk_update(objs, fields, *args, **kwargs)
             after = rollups.keys_of(self.filter(pk__in=[o.pk for o in objs]))
@@ -108,9 +118,12 @@ class CodeExecutionQuerySet(PeriodQuerySet):
 
     def update(self, **kwargs):
         with transaction.atomic(using=self.db):
-            pks = list(self.values_list("pk", flat=True))
+            pks = self._lock_in_order()
             before = rollups.keys_of(self.model._base_manager.using(self.db).filter(pk__in=pks))
-            done = super().update(**kwargs)
+            # Exactly the rows locked (not rows committed since): their keys.
+            done = models.QuerySet.update(
+                self.model._base_manager.using(self.db).filter(pk__in=pks), **kwargs
+            )
             after = rollups.keys_of(self.model._base_manager.using(self.db).filter(pk__in=pks))
             rollups.refresh(before | after, self.db)
         return done
