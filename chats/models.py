@@ -130,6 +130,18 @@ class CodeExecutionQuerySet(PeriodQuerySet):
 
     update.alters_data = True
 
+    def delete(self):
+        """Deleted through the collector (whose signals recompute the keys,
+        chats.signals), the rows locked in pk order first."""
+        with transaction.atomic(using=self.db):
+            pks = self._lock_in_order()
+            return models.QuerySet.delete(
+                self.model._base_manager.using(self.db).filter(pk__in=pks)
+            )
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
 
 class Chat(Imported):
     """A conversation: auto-analyst ``chats``, ds-ml-agent ``chatbot_sessions``,
