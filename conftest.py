@@ -1,4 +1,5 @@
-"""Project-wide pytest fixtures: static files, and a browser for end-to-end tests."""
+"""Project-wide pytest fixtures: static files, and a browser for end-to-end tests;
+the roll-up guard every database test passes through."""
 
 import os
 from pathlib import Path
@@ -17,6 +18,41 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "rollups_unchecked: the test leaves the code execution roll-ups unequal to the raw "
+        "rows on purpose (a repair test); the guard below skips it",
+    )
+
+
+def _uses_database(item):
+    fixtures = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "live_server"} & set(fixtures)
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After every test that wrote to the database: the code execution
+    roll-ups (chats.rollups) must equal a recomputation from the raw rows.
+    So a writer that bypasses them (a raw UPDATE, a new write path) fails
+    the test that exercises it, whichever app it is in."""
+    result = yield
+    if _uses_database(item) and item.get_closest_marker("rollups_unchecked") is None:
+        from chats import rollups
+        from chats.models import CodeExecution, ExecutionRollup
+
+        if CodeExecution.objects.exists() or ExecutionRollup.objects.exists():
+            wrong = rollups.differences()
+            assert not wrong, (
+                "code execution roll-ups unequal to the raw rows (a writer bypassed "
+                f"chats.rollups?): {wrong[:5]}"
+            )
+    return result
 
 
 @pytest.fixture(autouse=True)

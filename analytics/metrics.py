@@ -34,7 +34,6 @@ with their own string and JSON functions (``_ERROR_ENTRIES``).
 from datetime import timedelta
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
 from django.db.models import (
     Aggregate,
     Avg,
@@ -60,11 +59,13 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
+from chats import rollups as chat_rollups
 from chats.models import (
     Chat,
     ChatQuerySet,
     CodeExecution,
     CodeExecutionQuerySet,
+    ExecutionRollup,
     Message,
     MessageFeedback,
     MessageFeedbackQuerySet,
@@ -77,8 +78,8 @@ from core.pages.period import Fields, Period, Scope, in_period, scoped
 from usage import metrics as usage_metrics
 from usage.models import QueryAnalytics
 
-NO_AGENT = "(no agent recorded)"
-NO_ERROR = "(no error message)"
+NO_AGENT = chat_rollups.NO_AGENT
+NO_ERROR = chat_rollups.NO_ERROR
 NOT_RECORDED = "not recorded"
 P95 = 0.95
 
@@ -117,36 +118,12 @@ def _by_day(queryset, field, period, **aggregates):
     return {day: found.get(day, empty) for day in period.each_day()}
 
 
-# -- raw SQL around ORM querysets ----------------------------------------------
+# -- raw SQL around ORM querysets (chats.rollups keeps the helpers) ------------
 
-
-def _compiled(queryset):
-    """(sql, params) of a queryset on its own database."""
-    return queryset.query.get_compiler(using=queryset.db).as_sql()
-
-
-def _vendor(queryset):
-    return connections[queryset.db].vendor
-
-
-def _fetch(queryset, sql, params):
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _around(template, queryset, *extra):
-    """``template`` with each ``__IDS__`` replaced by the SQL of
-    ``queryset.values("id")``, and the parameters in order.
-
-    The SQL is built from our own constants and Django's compiled SQL only;
-    every value travels as a parameter."""
-    try:
-        sql, params = _compiled(queryset.order_by().values("id"))
-    except EmptyResultSet:  # e.g. id__in=[]: no rows
-        sql, params = "SELECT NULL AS id WHERE 1 = 0", []
-    count = template.count("__IDS__")
-    return template.replace("__IDS__", sql), [*params] * count + list(extra)
+_compiled = chat_rollups.compiled
+_vendor = chat_rollups.vendor
+_fetch = chat_rollups.fetch
+_around = chat_rollups.around
 
 
 class PercentileCont(Aggregate):
@@ -199,9 +176,7 @@ def percentile_cont(queryset, field, fraction=P95):
 
 # -- code executions -------------------------------------------------------------
 
-CHANGED_CODE = Q(initial_code__isnull=False, latest_code__isnull=False) & ~Q(
-    initial_code=F("latest_code")
-)
+CHANGED_CODE = chat_rollups.CHANGED_CODE
 RUN_TIME = ExpressionWrapper(F("updated_at") - F("created_at"), output_field=DurationField())
 
 
@@ -210,21 +185,50 @@ def executions(period, scope):
     return CodeExecution.objects.in_period(period).scoped(scope).order_by()
 
 
+# The figures over every execution of a period read the daily roll-up
+# (chats.rollups.ExecutionRollup), never the executions themselves.
+ROLLUP = Fields("user_id", "organization_id", model="model_name", provider="model_provider")
+
+
+def rolled_up(period, scope, kind):
+    """Roll-up rows of one kind for the period's days, in scope."""
+    return scoped(
+        ExecutionRollup.objects.filter(kind=kind, day__gte=period.start, day__lte=period.end),
+        scope,
+        ROLLUP,
+    ).order_by()
+
+
+def _total(name, **extra):
+    return Coalesce(Sum(name, **extra), 0)
+
+
+# Aggregates of the roll-up's counts, by names that are not its columns'
+# (``_counted`` gives them back their names).
+_COUNTS = {"n_executions": "executions", "n_successes": "successes", "n_retried": "retried"}
+
+
 def _execution_counts():
-    return {
-        "executions": Count("id"),
-        "successes": Count("id", filter=Q(is_successful=True)),
-        "retried": Count("id", filter=CHANGED_CODE),
-    }
+    return {alias: _total(column) for alias, column in _COUNTS.items()}
+
+
+def _counted(row):
+    for alias, name in _COUNTS.items():
+        if alias in row:
+            row[name] = row.pop(alias)
+    return row
 
 
 def execution_totals(period, scope):
     """Executions, successes, failures, success rate, share with changed code,
     chats with code and executions per such chat."""
-    row = executions(period, scope).aggregate(
-        **_execution_counts(),
-        chats=Count("chat_id", distinct=True),
-        in_chats=Count("id", filter=Q(chat__isnull=False)),
+    in_chat = Q(chat__isnull=False)
+    row = _counted(
+        rolled_up(period, scope, "chat").aggregate(
+            **_execution_counts(),
+            chats=Count("chat_id", distinct=True),
+            in_chats=_total("executions", filter=in_chat),
+        )
     )
     row["failures"] = row["executions"] - row["successes"]
     row["success_rate"] = ratio(row["successes"], row["executions"])
@@ -250,27 +254,29 @@ def execution_headline(period, scope):
 def success_per_day(period, scope):
     """[(day, executions, successes, success rate)] for every day (rate None
     on a day without executions)."""
-    days = _by_day(executions(period, scope), "created_at", period, **_execution_counts())
-    return [
-        (
-            day,
-            row["executions"] or 0,
-            row["successes"] or 0,
-            ratio(row["successes"], row["executions"]),
+    found = {
+        row["day"]: _counted(row)
+        for row in rolled_up(period, scope, "day").values("day").annotate(**_execution_counts())
+    }
+    rows = []
+    for day in period.each_day():
+        row = found.get(day, {"executions": 0, "successes": 0})
+        rows.append(
+            (day, row["executions"], row["successes"], ratio(row["successes"], row["executions"]))
         )
-        for day, row in days.items()
-    ]
+    return rows
 
 
 @memoized
 def success_by_model(period, scope):
     """One row per model and provider, most executions first."""
-    rows = list(
-        executions(period, scope)
+    rows = [
+        _counted(row)
+        for row in rolled_up(period, scope, "day")
         .values("model_name", "model_provider")
         .annotate(**_execution_counts())
-        .order_by("-executions", F("model_name").asc(nulls_last=True), "model_provider")
-    )
+        .order_by("-n_executions", F("model_name").asc(nulls_last=True), "model_provider")
+    ]
     for row in rows:
         row["failures"] = row["executions"] - row["successes"]
         row["success_rate"] = ratio(row["successes"], row["executions"])
@@ -282,97 +288,10 @@ def failing_executions(period, scope):
     return executions(period, scope).filter(is_successful=False)
 
 
-# One row per (failed execution, stored error message): the execution, the
-# agent (the JSON map's key; None for a list or a bare string), the
-# message's last non-blank line and its error type (module docstring). A
-# failed execution without any message gives one row typed NO_ERROR.
-_ENTRIES_OUTER = """
-SELECT execution_id, agent, last_line,
-  CASE WHEN message IS NULL THEN '(no error message)'
-       WHEN last_line = '' THEN '(empty message)'
-       WHEN head <> '' AND {one_word} THEN substr(head, 1, 100)
-       ELSE substr(last_line, 1, 100) END AS error_type
-FROM (
-  SELECT execution_id, agent, message, last_line, {head} AS head
-  FROM (
-    SELECT execution_id, agent, message, {last_line} AS last_line
-    FROM ({raw}) AS raw
-  ) AS lines
-) AS heads
-"""
-
-_ERROR_ENTRIES = {
-    "sqlite": _ENTRIES_OUTER.format(
-        one_word="instr(head, ' ') = 0",
-        head="trim(CASE WHEN instr(last_line, ':') > 0 "
-        "THEN substr(last_line, 1, instr(last_line, ':') - 1) ELSE last_line END, ' ' || char(9))",
-        # After the last newline: rtrim by every character but the newline
-        # leaves the text up to it.
-        last_line="trim(substr(t, length(rtrim(t, replace(t, char(10), ''))) + 1), "
-        "' ' || char(9, 13))",
-        raw="""
-      SELECT e.id AS execution_id,
-        CASE WHEN json_type(e.error_messages) = 'object' THEN j.key END AS agent,
-        j.value AS message,
-        rtrim(CAST(j.value AS TEXT), ' ' || char(9, 10, 13)) AS t
-      FROM (__IDS__) AS f
-      JOIN chats_codeexecution e ON e.id = f.id
-      LEFT JOIN json_each(e.error_messages) AS j""",
-    ),
-    "postgresql": _ENTRIES_OUTER.format(
-        one_word="strpos(head, ' ') = 0",
-        head="btrim(split_part(last_line, ':', 1), E' \\t')",
-        last_line="btrim(reverse(split_part(reverse(t), E'\\n', 1)), E' \\t\\r')",
-        raw="""
-      SELECT e.id AS execution_id, j.agent, j.message, rtrim(j.message, E' \\t\\n\\r') AS t
-      FROM (__IDS__) AS f
-      JOIN chats_codeexecution e ON e.id = f.id
-      LEFT JOIN LATERAL (
-        SELECT key AS agent, value AS message FROM jsonb_each_text(
-          CASE WHEN jsonb_typeof(e.error_messages) = 'object'
-               THEN e.error_messages ELSE '{}'::jsonb END)
-        UNION ALL
-        SELECT NULL, value FROM jsonb_array_elements_text(
-          CASE WHEN jsonb_typeof(e.error_messages) = 'array'
-               THEN e.error_messages ELSE '[]'::jsonb END)
-        UNION ALL
-        SELECT NULL, e.error_messages #>> '{}'
-        WHERE jsonb_typeof(e.error_messages) NOT IN ('object', 'array', 'null')
-      ) AS j ON TRUE""",
-    ),
-}
-
-# One row per (failed execution, agent): the agents named in failed_agents
-# and the keys of error_messages; NO_AGENT when neither names one.
-_AGENT_ROWS = {
-    "sqlite": """
-SELECT f.id AS execution_id, COALESCE(a.agent, '(no agent recorded)') AS agent
-FROM (__IDS__) AS f LEFT JOIN (
-  SELECT e.id, CAST(j.value AS TEXT) AS agent
-  FROM chats_codeexecution e, json_each(e.failed_agents) AS j
-  WHERE e.id IN (__IDS__) AND json_type(e.failed_agents) = 'array' AND j.value IS NOT NULL
-  UNION
-  SELECT e.id, j.key FROM chats_codeexecution e, json_each(e.error_messages) AS j
-  WHERE e.id IN (__IDS__) AND json_type(e.error_messages) = 'object'
-) AS a ON a.id = f.id
-""",
-    "postgresql": """
-SELECT f.id AS execution_id, COALESCE(a.agent, '(no agent recorded)') AS agent
-FROM (__IDS__) AS f LEFT JOIN (
-  SELECT e.id, j.agent FROM chats_codeexecution e
-  CROSS JOIN LATERAL jsonb_array_elements_text(
-    CASE WHEN jsonb_typeof(e.failed_agents) = 'array'
-         THEN e.failed_agents ELSE '[]'::jsonb END) AS j(agent)
-  WHERE e.id IN (__IDS__) AND j.agent IS NOT NULL
-  UNION
-  SELECT e.id, j.agent FROM chats_codeexecution e
-  CROSS JOIN LATERAL jsonb_object_keys(
-    CASE WHEN jsonb_typeof(e.error_messages) = 'object'
-         THEN e.error_messages ELSE '{}'::jsonb END) AS j(agent)
-  WHERE e.id IN (__IDS__)
-) AS a ON a.id = f.id
-""",
-}
+# The error entries and failing agents of failed executions, in SQL: chats.rollups
+# (the roll-ups are computed with the same statements).
+_ERROR_ENTRIES = chat_rollups.ERROR_ENTRIES
+_AGENT_ROWS = chat_rollups.AGENT_ROWS
 
 
 def _entries(queryset):
@@ -387,35 +306,46 @@ def _agent_rows(queryset):
 def failures_by_error_type(period, scope):
     """[{error_type, executions, agents, example}] most frequent first; an
     execution with messages of two types counts in both groups."""
-    failing = failing_executions(period, scope)
-    sql, params = _around(
-        f"SELECT error_type, COUNT(DISTINCT execution_id), COUNT(DISTINCT agent), "  # noqa: S608
-        f"MIN(last_line) FROM ({_entries(failing)}) AS x "
-        "GROUP BY error_type ORDER BY 2 DESC, error_type",
-        failing,
+    rows = (
+        scoped(
+            ExecutionRollup.objects.filter(
+                kind__in=("error", "error_agent"), day__gte=period.start, day__lte=period.end
+            ),
+            scope,
+            ROLLUP,
+        )
+        .values("error_type")
+        .annotate(
+            executions=_total("executions", filter=Q(kind="error")),
+            agents=Count("agent", distinct=True),
+            example=Min("example", filter=Q(kind="error")),
+        )
+        .order_by("-executions", "error_type")
     )
-    return [
-        {"error_type": kind, "executions": n, "agents": agents, "example": example}
-        for kind, n, agents, example in _fetch(failing, sql, params)
-    ]
+    return [{k: row[k] for k in ("error_type", "executions", "agents", "example")} for row in rows]
 
 
 @memoized
 def failures_by_agent(period, scope):
     """[{agent, executions, share, chats}] most failures first: an agent
     fails in an execution when failed_agents or error_messages names it."""
-    failing = failing_executions(period, scope)
-    sql, params = _around(
-        "SELECT r.agent, COUNT(DISTINCT r.execution_id), COUNT(DISTINCT e.chat_id) "  # noqa: S608
-        f"FROM ({_agent_rows(failing)}) AS r JOIN chats_codeexecution e ON e.id = r.execution_id "
-        "GROUP BY r.agent ORDER BY 2 DESC, r.agent",
-        failing,
+    rows = list(
+        rolled_up(period, scope, "agent")
+        .values("agent")
+        .annotate(n_executions=Sum("executions"), chats=Count("chat_id", distinct=True))
+        .order_by("-n_executions", "agent")
     )
-    rows = _fetch(failing, sql, params)
-    total = failing.count()
+    total = rolled_up(period, scope, "day").aggregate(
+        n=Coalesce(Sum(F("executions") - F("successes")), 0)
+    )["n"]
     return [
-        {"agent": agent, "executions": n, "share": ratio(n, total), "chats": chats}
-        for agent, n, chats in rows
+        {
+            "agent": row["agent"],
+            "executions": row["n_executions"],
+            "share": ratio(row["n_executions"], total),
+            "chats": row["chats"],
+        }
+        for row in rows
     ]
 
 
@@ -479,10 +409,10 @@ def executions_per_chat(period, scope):
     """[(executions in a chat (the last is "or more"), chats)] for chats with
     code in the period, every bucket listed."""
     per_chat = (
-        executions(period, scope)
+        rolled_up(period, scope, "chat")
         .filter(chat__isnull=False)
         .values("chat_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Sum("executions"))
         .values("n")
     )
     sql, params = _compiled(per_chat)
@@ -500,26 +430,34 @@ def executions_per_chat(period, scope):
 
 def busiest_chats(period, scope, limit=10):
     """The chats with the most executions: [{chat_id, title, executions, failures}]."""
-    return list(
-        executions(period, scope)
+    rows = (
+        rolled_up(period, scope, "chat")
         .filter(chat__isnull=False)
         .values("chat_id", "chat__title")
-        .annotate(executions=Count("id"), failures=Count("id", filter=Q(is_successful=False)))
-        .order_by("-executions", "-failures", "chat_id")[:limit]
+        .annotate(n_executions=Sum("executions"), failures=Sum(F("executions") - F("successes")))
+        .order_by("-n_executions", "-failures", "chat_id")[:limit]
     )
+    return [_counted(row) for row in rows]
 
 
 def slowest_executions(period, scope, limit=10):
     """The executions with the longest updated_at − created_at (no run time
     is stored: this is the time from the first run to the last update, so
-    it includes retries). Rows without both times are left out."""
-    return list(
-        executions(period, scope)
-        .filter(updated_at__isnull=False, updated_at__gt=F("created_at"))
+    it includes retries). Rows without both times are left out.
+
+    Ranked on the roll-up's slowest executions of each group (at least the
+    ten slowest of any scope, chats.rollups), then read by id."""
+    ranked = (
+        rolled_up(period, scope, "slow")
+        .order_by("-run_time", "-execution_id")
+        .values("execution_id")[:limit]
+    )
+    found = (
+        CodeExecution.objects.filter(pk__in=ranked)
         .select_related("chat")
         .annotate(run_time=RUN_TIME)
-        .order_by("-run_time", "-id")[:limit]
     )
+    return sorted(found, key=lambda e: (-e.run_time, -e.pk))
 
 
 def most_retried(period, scope, limit=10):
@@ -644,14 +582,17 @@ def rating_by_model(period, scope):
 
 
 # Ratings by the failed agents of the rated answer's code executions: one
-# row per (feedback, agent), so a rating counts once per agent.
+# row per (feedback, agent), so a rating counts once per agent. The agents'
+# rows are a MATERIALIZED common table: joined as a derived table, SQLite
+# walked them again for every rating (20 s for 15,000 ratings; 0.2 s so).
 _FAILED_AGENT_RATINGS = """
+WITH a AS MATERIALIZED (__AGENTS__)
 SELECT r.agent, COUNT(*), AVG(r.rating), SUM(CASE WHEN r.rating <= %s THEN 1 ELSE 0 END)
 FROM (
   SELECT DISTINCT fb.id, fb.rating, a.agent
   FROM chats_messagefeedback fb
   JOIN chats_codeexecution e ON e.message_id = fb.message_id
-  JOIN (__AGENTS__) AS a ON a.execution_id = e.id
+  JOIN a ON a.execution_id = e.id
   WHERE fb.id IN (__FEEDBACK__) AND a.agent <> '(no agent recorded)'
 ) AS r GROUP BY r.agent
 """
@@ -678,7 +619,7 @@ def rating_by_agent(period, scope):
     sql = _FAILED_AGENT_RATINGS.replace("__AGENTS__", agents_sql).replace(
         "__FEEDBACK__", feedback_sql
     )
-    for agent, n, average, low in _fetch(given, sql, [LOW_RATING, *agent_params, *feedback_params]):
+    for agent, n, average, low in _fetch(given, sql, [*agent_params, LOW_RATING, *feedback_params]):
         rows.append(
             {
                 "agent": agent,

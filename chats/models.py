@@ -1,7 +1,7 @@
 """Conversations and everything attached to a message."""
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from core.models import AppUser, Imported, Organization
@@ -14,8 +14,38 @@ from core.pages.period import Fields, PeriodQuerySet
 # core.pages.period.PeriodQuerySet: ``Message.objects.assistant().in_period(p).scoped(s)``.
 
 
+# A chat's app user and organisation are keys of the code execution roll-ups
+# (chats.rollups): a write that may change them recomputes its chats' keys.
+CHAT_ROLLUP_FIELDS = {"user", "user_id", "organization", "organization_id"}
+
+
 class ChatQuerySet(PeriodQuerySet):
     scope_fields = Fields("user_id", "organization_id")
+
+    def update(self, **kwargs):
+        if not CHAT_ROLLUP_FIELDS & set(kwargs):
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db):
+            rollups.change_chats(self.db)
+            pks = list(self.values_list("pk", flat=True))
+            done = super().update(**kwargs)
+            # After the lock: the executions of writers under way are visible.
+            rollups.refresh(rollups.keys_of_chats(pks, self.db), self.db)
+        return done
+
+    update.alters_data = True
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        if not CHAT_ROLLUP_FIELDS & set(fields):
+            return super().bulk_update(objs, fields, *args, **kwargs)
+        objs = list(objs)
+        with transaction.atomic(using=self.db):
+            rollups.change_chats(self.db)
+            done = super().bulk_update(objs, fields, *args, **kwargs)
+            rollups.refresh(rollups.keys_of_chats([obj.pk for obj in objs], self.db), self.db)
+        return done
+
+    bulk_update.alters_data = True
 
 
 class MessageQuerySet(PeriodQuerySet):
@@ -48,9 +78,69 @@ class MessageFeedbackQuerySet(PeriodQuerySet):
 
 
 class CodeExecutionQuerySet(PeriodQuerySet):
+    """Every write recomputes the roll-up keys it touched (chats.rollups),
+    in the writing transaction; deletes do through the collector's signals
+    (chats.signals)."""
+
     scope_fields = Fields(
         "chat__user_id", "chat__organization_id", model="model_name", provider="model_provider"
     )
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        with transaction.atomic(using=self.db):
+            created = super().bulk_create(objs, *args, **kwargs)
+            rollups.refresh({rollups.key_of(o.source_id, o.created_at) for o in objs}, self.db)
+        return created
+
+    bulk_create.alters_data = True
+
+    def _lock_in_order(self):
+        """The pks of these rows, locked in pk order (so two writers of the
+        same rows cannot each hold one the other waits for)."""
+        return list(
+            self.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True)
+        )
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        objs = list(objs)
+        with transaction.atomic(using=self.db):
+            self.model._base_manager.using(self.db).filter(
+                pk__in=[o.pk for o in objs]
+            )._lock_in_order()
+            before = rollups.keys_of(self.filter(pk__in=[o.pk for o in objs]))
+            done = super().bulk_update(objs, fields, *args, **kwargs)
+            after = rollups.keys_of(self.filter(pk__in=[o.pk for o in objs]))
+            rollups.refresh(before | after, self.db)
+        return done
+
+    bulk_update.alters_data = True
+
+    def update(self, **kwargs):
+        with transaction.atomic(using=self.db):
+            pks = self._lock_in_order()
+            before = rollups.keys_of(self.model._base_manager.using(self.db).filter(pk__in=pks))
+            # Exactly the rows locked (not rows committed since): their keys.
+            done = models.QuerySet.update(
+                self.model._base_manager.using(self.db).filter(pk__in=pks), **kwargs
+            )
+            after = rollups.keys_of(self.model._base_manager.using(self.db).filter(pk__in=pks))
+            rollups.refresh(before | after, self.db)
+        return done
+
+    update.alters_data = True
+
+    def delete(self):
+        """Deleted through the collector (whose signals recompute the keys,
+        chats.signals), the rows locked in pk order first."""
+        with transaction.atomic(using=self.db):
+            pks = self._lock_in_order()
+            return models.QuerySet.delete(
+                self.model._base_manager.using(self.db).filter(pk__in=pks)
+            )
+
+    delete.alters_data = True
+    delete.queryset_only = True
 
 
 class Chat(Imported):
@@ -79,6 +169,7 @@ class Chat(Imported):
     objects = ChatQuerySet.as_manager()
 
     class Meta(Imported.Meta):
+        base_manager_name = "objects"
         ordering = ["-created_at"]
         indexes = [
             # chat changelist (newest first) and the anonymous-chat purge
@@ -91,6 +182,28 @@ class Chat(Imported):
 
     def __str__(self):
         return self.title
+
+    def save(self, *args, **kwargs):
+        """Saved; a change of app user or organisation recomputes the
+        code execution roll-ups of the chat (chats.rollups)."""
+        fields = kwargs.get("update_fields")
+        if self._state.adding or (fields is not None and not CHAT_ROLLUP_FIELDS & set(fields)):
+            return super().save(*args, **kwargs)
+        using = kwargs.get("using") or self._state.db or "default"
+        with transaction.atomic(using=using):
+            rollups.change_chats(using)
+            old = (
+                type(self)
+                ._base_manager.using(using)
+                .filter(pk=self.pk)
+                .values_list("user_id", "organization_id")
+                .first()
+            )
+            super().save(*args, **kwargs)
+            if old is not None and old != (self.user_id, self.organization_id):
+                rollups.refresh(rollups.keys_of_chats([self.pk], using), using)
+
+    save.alters_data = True
 
 
 class Message(Imported):
@@ -258,6 +371,9 @@ class CodeExecution(Imported):
     objects = CodeExecutionQuerySet.as_manager()
 
     class Meta(Imported.Meta):
+        # Django's own writes (save's UPDATE, related managers) through the
+        # manager that keeps the roll-ups.
+        base_manager_name = "objects"
         ordering = ["-created_at"]
         indexes = [
             # code-execution changelist and success rate per day
@@ -266,6 +382,19 @@ class CodeExecution(Imported):
 
     def __str__(self):
         return f"execution {self.pk} ({'ok' if self.is_successful else 'failed'})"
+
+    def save(self, *args, **kwargs):
+        """Saved, and the roll-up keys of its old and new day recomputed."""
+        using = kwargs.get("using") or self._state.db or "default"
+        with transaction.atomic(using=using):
+            keys = set()
+            if not self._state.adding and self.pk is not None:
+                keys = rollups.keys_of(type(self)._base_manager.using(using).filter(pk=self.pk))
+            super().save(*args, **kwargs)
+            keys.add(rollups.key_of(self.source_id, self.created_at))
+            rollups.refresh(keys, using)
+
+    save.alters_data = True
 
 
 class UploadedFile(Imported):
@@ -492,3 +621,8 @@ class Review(models.Model):
 
     def __str__(self):
         return f"{self.reviewer} on {self.item}"
+
+
+# The roll-ups of these tables (imported here so Django finds their models).
+from . import rollups  # noqa: E402
+from .rollups import ExecutionRollup  # noqa: E402, F401

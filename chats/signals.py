@@ -9,10 +9,12 @@ wrapped to report the rows they wrote), schedules
 
 from functools import wraps
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from . import queues
+from core.models import Organization
+
+from . import queues, rollups
 from .models import CodeExecution, Message, MessageFeedback
 
 
@@ -41,6 +43,34 @@ def row_saved(sender, instance, raw=False, update_fields=None, **kwargs):
     ):
         return  # a reviewer's flag: no rule takes a message for that
     queues.schedule_fill(_message_ids(sender, [instance]))
+
+
+# The code execution roll-ups (chats.rollups) under Django's deletes: the
+# collector (a delete of executions, or of the chats, messages and app users
+# they cascade from) sends pre_delete for every row before it deletes
+# anything, and post_delete after; an organisation deleted sets its chats'
+# organisation to NULL in between.
+
+
+@receiver(pre_delete, sender=CodeExecution, dispatch_uid="chats_rollup_execution_deleting")
+def execution_deleting(sender, instance, **kwargs):
+    rollups.pend({rollups.key_of(instance.source_id, instance.created_at)})
+
+
+@receiver(pre_delete, sender=Organization, dispatch_uid="chats_rollup_org_deleting")
+def organization_deleting(sender, instance, using="default", **kwargs):
+    rollups.change_chats(using)  # its chats' organisation is set to NULL
+    rollups.pend(
+        rollups.keys_of(
+            CodeExecution._base_manager.using(using).filter(chat__organization_id=instance.pk)
+        )
+    )
+
+
+@receiver(post_delete, sender=CodeExecution, dispatch_uid="chats_rollup_execution_deleted")
+@receiver(post_delete, sender=Organization, dispatch_uid="chats_rollup_org_deleted")
+def rollup_rows_deleted(sender, instance, using="default", **kwargs):
+    rollups.flush(using)
 
 
 def _wrap(manager, name, model):

@@ -11,6 +11,8 @@ compared field by field and only the fields that changed updated, with one
 ``bulk_update``.
 """
 
+from chats import rollups
+
 
 class Defaulted:
     """A value for a NOT NULL field whose default is computed (``timezone.now``).
@@ -27,6 +29,14 @@ DEFAULTED = Defaulted()
 
 
 def upsert_by_source(model, source, rows, keep_local=None, batch_size=None):
+    """Create or update ``rows`` (see ``_upsert``); the code execution
+    roll-ups the writes touch are recomputed once, at the end
+    (chats.rollups.deferred)."""
+    with rollups.deferred(model._default_manager.db):
+        return _upsert(model, source, rows, keep_local, batch_size)
+
+
+def _upsert(model, source, rows, keep_local=None, batch_size=None):
     """Create or update ``rows`` = {source_pk: {field or attname: value}}.
 
     ``keep_local``: field → guard field; when an existing row's guard is
