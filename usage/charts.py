@@ -192,6 +192,13 @@ def subject_drill(view):
     context = subject(view)
     subject_ = view.options["subject"]
     context["drill"] = {"cost": drill.ledger_url(drill.DAY, view.scope)}
+    # The chats started on each day with usage, newest first (no query: the
+    # days come from the per-day table's memoized figures).
+    context["chat_days"] = [
+        (day, drill.chats_url(day, view.scope))
+        for day, _cost, requests, *_ in reversed(metrics.per_day(view.period, view.scope))
+        if requests
+    ]
     if view.options["scope_field"] == "user_id":
         context["chats_url"] = drill.user_chats_url(subject_.pk)
     else:

@@ -22,7 +22,7 @@ from usage.metrics import LedgerReader, Period, Scope
 from usage.models import ModelUsage
 
 from .conftest import TODAY, _usage, utc
-from .test_dashboards import expected_figures, figures_of, get_page, tables_of
+from .test_dashboards import chart_of, expected_figures, figures_of, get_page, tables_of
 from .test_metrics import Raw, _sql, assert_same_bucket, cost, money
 
 pytestmark = pytest.mark.django_db
@@ -351,3 +351,34 @@ def test_the_app_user_admin_shows_its_real_usage_and_links_its_spend(client, dat
     assert tokens > 0
     assert f"{tokens:,} tokens" in page and f"in {n:,} requests" in page
     assert f'href="{reverse("dashboards:user", args=[data.bob.pk])}?period=30d"' in page
+
+
+def test_every_per_day_chart_carries_its_drill_pattern(as_manager, data):
+    overview = get_page(as_manager, reverse("dashboards:overview"), period="7d", source=data.aa.pk)
+    pattern = drill.ledger_url(drill.DAY, Scope(source_id=data.aa.pk))
+    assert (
+        pattern == f"/admin/usage/modelusage/?timestamp_day=__day__&source__id__exact={data.aa.pk}"
+    )
+    assert overview.count(f'data-drill="{html.escape(pattern)}"') == 2
+    stacked = chart_of(overview, "chart-cost-by-model")
+    assert stacked["data"] and all(
+        trace["meta"] == {"model_name": trace["name"]} for trace in stacked["data"]
+    )
+    user = get_page(as_manager, reverse("dashboards:user", args=[data.ann.pk]))
+    pattern = drill.ledger_url(drill.DAY, Scope(user_id=data.ann.pk))
+    assert f'data-drill="{html.escape(pattern)}"' in user
+    assert "user__id__exact" in pattern
+
+
+def test_the_subject_pages_link_the_chats_of_each_day(as_manager, data, time_zone):
+    page = get_page(as_manager, reverse("dashboards:user", args=[data.ann.pk]), period="7d")
+    scope, period = Scope(user_id=data.ann.pk), Period(dt.date(2024, 3, 8), TODAY)
+    days = [day for day, _c, n, *_ in metrics.per_day(period, scope) if n]
+    assert days
+    for day in days:
+        url = drill.chats_url(day, scope)
+        assert f'href="{html.escape(url)}"' in page
+    # the day of Ann's chat lists it
+    start = Raw(time_zone).local_day(data.chat_ann.created_at)
+    listed = get_page(as_manager, drill.chats_url(start, scope))
+    assert set(map(int, CHAT_ROW.findall(listed))) == {data.chat_ann.pk}
