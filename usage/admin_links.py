@@ -19,18 +19,34 @@ SPEND_PERIOD = "30d"
 
 
 class AppUserSpendAdmin(AppUserAdmin):
-    readonly_fields = (*AppUserAdmin.readonly_fields, "ledger_usage")
+    readonly_fields = (*AppUserAdmin.readonly_fields, "ledger_usage", "reported_token_usage")
 
     def get_fieldsets(self, request, obj=None):
+        """The Activity fieldset leads with the ledger's usage; the source
+        app's own counter is labelled as what it is."""
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
             return fieldsets
+        replaced = {"token_usage": "reported_token_usage"}
         return [
-            (name, {**options, "fields": ("ledger_usage", *options["fields"])})
+            (
+                name,
+                {
+                    **options,
+                    "fields": (
+                        "ledger_usage",
+                        *(replaced.get(field, field) for field in options["fields"]),
+                    ),
+                },
+            )
             if name == "Activity"
             else (name, options)
             for name, options in fieldsets
         ]
+
+    @admin.display(description="Token usage reported by the source app")
+    def reported_token_usage(self, obj):
+        return figure(obj.token_usage, "number")
 
     @admin.display(description="Token usage (ledger, last 30 days)")
     def ledger_usage(self, obj):

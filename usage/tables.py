@@ -232,34 +232,29 @@ def what_if_users(view):
 # -- one model's page, the users of an organisation, the days of a page --------
 
 
-def _link_if(url):
+def _link_if(url, key):
     # "others", "Anonymous" and "No organisation" rows have no page.
-    return lambda row: url(row) if row.get(row["_key"]) is not None else None
+    return lambda row: url(row) if row.get(key) is not None else None
 
 
 def users(view):
-    rows = [{**row, "_key": "user_id"} for row in metrics.users_of(view.period, view.scope)]
     return Table(
         "users",
         "App users by cost",
         [Column("label", "App user"), *SPEND_COLUMNS],
-        rows,
-        link=_link_if(user_url),
+        metrics.users_of(view.period, view.scope),
+        link=_link_if(user_url, "user_id"),
         note="The dearest, then the others together and the anonymous usage: the rows add up.",
     )
 
 
 def organizations(view):
-    rows = [
-        {**row, "_key": "organization_id"}
-        for row in metrics.organizations_of(view.period, view.scope)
-    ]
     return Table(
         "organizations",
         "Organisations by cost",
         [Column("label", "Organisation"), *SPEND_COLUMNS],
-        rows,
-        link=_link_if(organization_url),
+        metrics.organizations_of(view.period, view.scope),
+        link=_link_if(organization_url, "organization_id"),
         note="The dearest, then the others together and the usage without one: the rows add up.",
     )
 

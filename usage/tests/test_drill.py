@@ -351,6 +351,7 @@ def test_the_app_user_admin_shows_its_real_usage_and_links_its_spend(client, dat
     assert tokens > 0
     assert f"{tokens:,} tokens" in page and f"in {n:,} requests" in page
     assert f'href="{reverse("dashboards:user", args=[data.bob.pk])}?period=30d"' in page
+    assert "Token usage reported by the source app" in page
 
 
 def test_every_per_day_chart_carries_its_drill_pattern(as_manager, data):
