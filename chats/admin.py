@@ -21,6 +21,7 @@ from core.admin_tools import (
     PROVENANCE,
     BigTableAdmin,
     CappedTabularInline,
+    LocalDayFilter,
     ModelNameFilter,
     ProviderFilter,
     ReadOnlyInlineMixin,
@@ -172,6 +173,8 @@ class ChatAdmin(BigTableAdmin):
     list_select_related = ("user", "organization", "source")
     list_filter = (
         RecentPeriodFilter.for_field("created_at"),
+        # one local day or a range of them: the dashboards' drill-down
+        LocalDayFilter.for_field("created_at"),
         HasMistakeFilter,
         ChatFeedbackFilter,
         FailedCodeFilter,

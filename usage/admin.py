@@ -14,10 +14,12 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
+from chats.admin import transcript_link
 from core.admin_tools import (
     PROVENANCE,
     BaseAdmin,
     BigTableAdmin,
+    LocalDayFilter,
     ModelNameFilter,
     ProviderFilter,
     ReadOnlyAdminMixin,
@@ -87,10 +89,13 @@ class ModelUsageAdmin(BigTableAdmin):
         "cost_source",
         "request_time_ms",
         "source",
+        "chat_transcript",
     )
     list_select_related = ("user", "organization", "source")
     list_filter = (
         RecentPeriodFilter.for_field("timestamp"),
+        # one local day or a range of them: the dashboards' per-day drill-down
+        LocalDayFilter.for_field("timestamp"),
         ModelNameFilter,
         ProviderFilter,
         "cost_source",
@@ -123,6 +128,13 @@ class ModelUsageAdmin(BigTableAdmin):
     )
 
     form = ModelUsageForm
+
+    @admin.display(description="chat")
+    def chat_transcript(self, obj):
+        """The row's chat, opened as its transcript (no join: the id only)."""
+        if obj.chat_id is None:
+            return self.get_empty_value_display()
+        return transcript_link(obj.chat_id, label=f"chat {obj.chat_id}")
 
     def save_model(self, request, obj, form, change):
         ledger.save_usage(obj)
@@ -393,3 +405,7 @@ class NotificationChannelAdmin(BaseAdmin):
     @admin.display(description="secret stored", boolean=True)
     def secret_stored(self, obj):
         return bool(obj and obj.encrypted_secret)
+
+
+# The app user admin with its spend (from the roll-ups) and its dashboard.
+from usage import admin_links  # noqa: E402, F401

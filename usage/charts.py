@@ -3,7 +3,7 @@ dicts, core.pages.charts) of usage.metrics' series, and each page's context."""
 
 from core.pages.charts import LAYOUT, layout
 
-from . import metrics
+from . import drill, metrics
 
 __all__ = ["LAYOUT", "stacked_cost_by_model", "tokens_in_out", "bars", "cost_line"]
 
@@ -112,3 +112,96 @@ def subject(view):
         "chats": metrics.latest_chats(field, subject.pk),
         "feedback": metrics.latest_feedback(field, subject.pk),
     }
+
+
+# -- one model's page ------------------------------------------------------------
+
+
+def cost_and_requests(rows):
+    """rows: metrics.per_day → cost bars (left axis) and a line of requests
+    (right axis); hover shows the tokens too."""
+    x = [day.isoformat() for day, *_ in rows]
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "name": "Cost",
+                "x": x,
+                "y": [float(cost) for _, cost, *_ in rows],
+                "customdata": [tokens for _, _, _, tokens, _ in rows],
+                "hovertemplate": "%{x}: $%{y:,.4f}, %{customdata:,} tokens<extra></extra>",
+                "marker": {"color": "#9ecae1"},
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "Requests",
+                "x": x,
+                "y": [requests for _, _, requests, _, _ in rows],
+                "yaxis": "y2",
+                "line": {"color": "#08519c"},
+            },
+        ],
+        "layout": layout(
+            yaxis={"title": {"text": "USD"}, "tickprefix": "$", "rangemode": "tozero"},
+            yaxis2={
+                "title": {"text": "requests"},
+                "overlaying": "y",
+                "side": "right",
+                "showgrid": False,
+                "rangemode": "tozero",
+            },
+            margin={**LAYOUT["margin"], "r": 56},
+        ),
+    }
+
+
+def with_trace_params(figure, name_param):
+    """Each trace's ``meta`` names its series as a ledger filter (the drill
+    adds it to the day's URL): the stacked chart's traces are models."""
+    for trace in figure["data"]:
+        trace["meta"] = {name_param: trace["name"]}
+    return figure
+
+
+def model(view):
+    """One model's page (options: model_name, provider)."""
+    period, scope = view.period, view.scope
+    return {
+        "model_name": scope.model_name,
+        "provider": scope.provider,
+        "summary": metrics.model_summary(period, scope),
+        "figures": metrics.headline(period, scope),
+        "charts": {"per_day": cost_and_requests(metrics.per_day(period, scope))},
+        "drill": {"per_day": drill.ledger_url(drill.DAY, scope)},
+    }
+
+
+def overview_drill(view):
+    """The overview's charts with their drill-down: the ledger rows of the
+    day clicked (and of the model, on the stacked chart)."""
+    context = overview(view)
+    with_trace_params(context["charts"]["cost_by_model"], "model_name")
+    pattern = drill.ledger_url(drill.DAY, view.scope)
+    context["drill"] = {"cost_by_model": pattern, "tokens": pattern}
+    return context
+
+
+def subject_drill(view):
+    """An app user's or organisation's page with its drill-down: the chart's
+    days open their ledger rows, and the subject's chats."""
+    context = subject(view)
+    subject_ = view.options["subject"]
+    context["drill"] = {"cost": drill.ledger_url(drill.DAY, view.scope)}
+    # The chats started on each day with usage, newest first (no query: the
+    # days come from the per-day table's memoized figures).
+    context["chat_days"] = [
+        (day, drill.chats_url(day, view.scope))
+        for day, _cost, requests, *_ in reversed(metrics.per_day(view.period, view.scope))
+        if requests
+    ]
+    if view.options["scope_field"] == "user_id":
+        context["chats_url"] = drill.user_chats_url(subject_.pk)
+    else:
+        context["chats_url"] = drill.chats_url_any_day(view.scope)
+    return context

@@ -983,3 +983,129 @@ def latest_feedback(scope_field, pk, limit=20):
         .filter(**{f"message__chat__{scope_field}": pk}, rating__isnull=False)
         .order_by("-created_at")[:limit]
     )
+
+
+# -- one model's page and the rows behind a day ------------------------------
+
+
+@memoized
+def per_day(period, scope):
+    """[(day, cost, requests, total tokens, unpriced requests)] for every day
+    of the period (zeros on empty days)."""
+    reader = current_reader()
+    found = {
+        day: rest
+        for day, *rest in current_reader()
+        .usage(period, scope)
+        .values("day")
+        .annotate(
+            cost_sum=reader.total("cost"),
+            requests_sum=reader.total("requests"),
+            tokens_sum=reader.total("total_tokens"),
+            unpriced_sum=reader.total("unpriced_requests"),
+        )
+        .values_list("day", "cost_sum", "requests_sum", "tokens_sum", "unpriced_sum")
+    }
+    zero = (Decimal(0), 0, 0, 0)
+    return [
+        (day, *(value or zero[n] for n, value in enumerate(found.get(day, zero))))
+        for day in period.each_day()
+    ]
+
+
+def model_summary(period, scope):
+    """The models table's row of the scope's one model and provider (usage,
+    cost, latency, rating, code success, flagged mistakes), or None when it
+    has no calls in the period."""
+    rows = models_table(period, scope)
+    return rows[0] if rows else None
+
+
+# Suffixed, as in ``sums()``: the ledger reader's sums would shadow its columns.
+SPEND_SUMS = {"cost_sum": "cost", "tokens_sum": "total_tokens", "requests_sum": "requests"}
+TOP_SHOWN = 10
+
+
+def spend_of(row):
+    """{cost, tokens, requests} of a row of SPEND_SUMS (missing sums: 0)."""
+    return {
+        "cost": row.get("cost_sum") or Decimal(0),
+        "tokens": row.get("tokens_sum") or 0,
+        "requests": row.get("requests_sum") or 0,
+    }
+
+
+def _top_and_rest(rows, key, labels, nobody, others, limit):
+    """Rows dearest first: the ``limit`` dearest with an id, then the others
+    summed in one row (``others``: its noun, singular and plural), then the
+    row without an id (``nobody``), so the rows add up to the total. Each
+    row: {key, label, cost, tokens, requests}."""
+    known = sorted(
+        (r for r in rows if r[key] is not None), key=lambda r: (-r["cost"], -r["requests"], r[key])
+    )
+    shown = [{**r, "label": labels.get(r[key], f"deleted, id {r[key]}")} for r in known[:limit]]
+    rest = known[limit:]
+    if rest:
+        shown.append(
+            {
+                key: None,
+                "label": f"{len(rest):,} other {others[len(rest) > 1]}",
+                **{name: sum(r[name] for r in rest) for name in ("cost", "tokens", "requests")},
+            }
+        )
+    shown.extend({**r, "label": nobody} for r in rows if r[key] is None)
+    return shown
+
+
+@memoized
+def users_of(period, scope, limit=TOP_SHOWN):
+    """The scope's app users dearest first (top ``limit``, "N other app
+    users", "Anonymous"): their rows add up to the scope's totals."""
+    rows = [
+        {"user_id": r["user_id"], **spend_of(r)}
+        for r in current_reader().user_rows(period, scope, **SPEND_SUMS).filter(requests_sum__gt=0)
+    ]
+    ids = [r["user_id"] for r in rows if r["user_id"] is not None]
+    labels = {u.pk: str(u) for u in AppUser.objects.filter(pk__in=ids)} if ids else {}
+    return _top_and_rest(rows, "user_id", labels, "Anonymous", ("app user", "app users"), limit)
+
+
+@memoized
+def organizations_of(period, scope, limit=TOP_SHOWN):
+    """The scope's organisations dearest first (top ``limit``, "N other
+    organisations", "No organisation"): their rows add up to the totals."""
+    reader = current_reader()
+    rows = [
+        {"organization_id": r["organization_id"], **spend_of(r)}
+        for r in reader.usage(period, scope, "organization_id")
+        .values("organization_id")
+        .annotate(**{name: reader.total(column) for name, column in SPEND_SUMS.items()})
+        .filter(requests_sum__gt=0)
+    ]
+    ids = [r["organization_id"] for r in rows if r["organization_id"] is not None]
+    labels = dict(Organization.objects.filter(pk__in=ids).values_list("pk", "name")) if ids else {}
+    return _top_and_rest(rows, "organization_id", labels, "No organisation", "organisations", limit)
+
+
+def ledger_params(scope):
+    """The usage ledger changelist's query parameters of a Scope (its list
+    filters: usage.admin.ModelUsageAdmin)."""
+    params = {
+        "model_name": scope.model_name,
+        "provider": scope.provider,
+        "organization__id__exact": scope.organization_id,
+        "user__id__exact": scope.user_id,
+        "source__id__exact": scope.source_id,
+    }
+    return {name: value for name, value in params.items() if value not in (None, "")}
+
+
+def chat_params(scope):
+    """The chat changelist's query parameters of a Scope (what a chat has:
+    its organisation, app user and source)."""
+    params = {
+        "organization__id__exact": scope.organization_id,
+        "user__id__exact": scope.user_id,
+        "source__id__exact": scope.source_id,
+    }
+    return {name: value for name, value in params.items() if value is not None}

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from core.pages.tables import Column, Table
 
-from . import metrics
+from . import drill, metrics
 from .templatetags.figures import figure
 
 
@@ -218,12 +218,18 @@ def cost_by_provider(view):
     )
 
 
+def model_url(row):
+    """One model's page (the page's filters are appended by the table)."""
+    return reverse("dashboards:model", args=[row["provider"], row["model_name"]])
+
+
 def models(view):
     return Table(
         "models",
         "Models",
         MODEL_TABLE_COLUMNS,
         metrics.models_table(view.period, view.scope, view.options["sort"]),
+        link=model_url,
         sortable=True,
         note=(
             "Cached input tokens are part of the input tokens and reasoning tokens part of "
@@ -310,4 +316,66 @@ def what_if_organizations(view):
 def what_if_users(view):
     return _what_if_table(
         view, "user_id", "what_if_users", "By app user", "App user", "app users", user_url
+    )
+
+
+# -- one model's page, the users of an organisation, the days of a page --------
+
+
+def _link_if(url, key):
+    # "others", "Anonymous" and "No organisation" rows have no page.
+    return lambda row: url(row) if row.get(key) is not None else None
+
+
+def users(view):
+    return Table(
+        "users",
+        "App users by cost",
+        [Column("label", "App user"), *SPEND_COLUMNS],
+        metrics.users_of(view.period, view.scope),
+        link=_link_if(user_url, "user_id"),
+        note="The dearest, then the others together and the anonymous usage: the rows add up.",
+    )
+
+
+def organizations(view):
+    return Table(
+        "organizations",
+        "Organisations by cost",
+        [Column("label", "Organisation"), *SPEND_COLUMNS],
+        metrics.organizations_of(view.period, view.scope),
+        link=_link_if(organization_url, "organization_id"),
+        note="The dearest, then the others together and the usage without one: the rows add up.",
+    )
+
+
+def organization_users(view):
+    """An organisation's page: its app users (None on an app user's page)."""
+    if view.options.get("scope_field") != "organization_id":
+        return None
+    return users(view)
+
+
+DAY_COLUMNS = [
+    Column("day", "Day", "date"),
+    *SPEND_COLUMNS,
+    Column("unpriced", "Unpriced requests", "number"),
+]
+
+
+def days(view):
+    """A row per local day of the period, each linking to its ledger rows
+    (the drill-down of the per-day chart, without JavaScript)."""
+    rows = [
+        dict(zip(("day", "cost", "requests", "tokens", "unpriced"), row, strict=True))
+        for row in metrics.per_day(view.period, view.scope)
+    ]
+    return Table(
+        "days",
+        "Per day",
+        DAY_COLUMNS,
+        [row for row in reversed(rows) if row["requests"]],
+        link=lambda row: drill.ledger_url(row["day"], view.scope),
+        link_keeps_query=False,
+        note="Each day opens its ledger rows in these filters.",
     )

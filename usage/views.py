@@ -7,7 +7,9 @@ declared tables (usage.tables) and figures and charts (usage.charts) to
 
 import dataclasses
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils.text import slugify
 
 from core.models import AppUser, Organization
 from core.pages.views import Page, admin_page, render_page
@@ -15,6 +17,7 @@ from core.pages.views import Page, admin_page, render_page
 from . import charts, metrics, tables
 from .filters import UsageFilter
 from .forms import WhatIfForm
+from .models import DailyTotal
 
 VIEW_PERMISSION = "usage.view_dashboards"
 dashboard = admin_page(VIEW_PERMISSION)
@@ -30,7 +33,7 @@ OVERVIEW = Page(
         "unpriced": tables.unpriced,
         "budgets": tables.budgets,
     },
-    context=charts.overview,
+    context=charts.overview_drill,
 )
 
 # Query parameters the what-if form does not carry over from the page's URL.
@@ -79,8 +82,26 @@ SUBJECT = Page(
     "usage/subject.html",
     "",
     "usage",
-    tables={"by_model": tables.by_model, "budgets": tables.budgets},
-    context=charts.subject,
+    tables={
+        "by_model": tables.by_model,
+        "users": tables.organization_users,
+        "days": tables.days,
+        "budgets": tables.budgets,
+    },
+    context=charts.subject_drill,
+)
+
+MODEL = Page(
+    "usage/model.html",
+    "",
+    "usage-model",
+    tables={
+        "users": tables.users,
+        "organizations": tables.organizations,
+        "cost_by_provider": tables.cost_by_provider,
+        "days": tables.days,
+    },
+    context=charts.model,
 )
 
 
@@ -95,6 +116,12 @@ class SubjectFilter(UsageFilter):
     def resolve(self):
         period, scope, errors = super().resolve()
         return period, dataclasses.replace(scope, **self.subject_scope), errors
+
+
+class ModelFilter(SubjectFilter):
+    """One model's page: its model and provider are in its path."""
+
+    omit = ("model", "provider")
 
 
 @dashboard
@@ -123,6 +150,21 @@ def _subject_page(request, subject, scope_field, kind):
         subject=subject,
         kind=kind,
         scope_field=scope_field,
+    )
+
+
+@dashboard
+def model(request, provider, model_name):
+    """One model of one provider: the overview's figures scoped to it. A model
+    without a row in the roll-ups is a 404 (a typo, not an empty page)."""
+    if not DailyTotal.objects.filter(model_name=model_name, provider=provider).exists():
+        raise Http404("No usage of this model and provider.")
+    return render_page(
+        request,
+        MODEL,
+        ModelFilter(request.GET, {"model_name": model_name, "provider": provider}),
+        title=f"Model: {model_name} ({provider})",
+        filename=f"usage-model-{slugify(provider)}-{slugify(model_name)}",
     )
 
 

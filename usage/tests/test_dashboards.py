@@ -852,11 +852,13 @@ def test_query_counts_do_not_grow_with_rows(
         assert client.get(MODELS, {"period": "30d", "sort": "-p95"}).status_code == 200
     # App user: the app user (1); choices (2); headline (6); cost per day (1);
     # cost by model (1); budget and the user's spend (2); selects (2); latest
-    # chats (1) and feedback (1), each joined to what the table shows.
-    with django_assert_num_queries(ADMIN_REQUEST + 17):
+    # chats (1) and feedback (1), each joined to what the table shows; the
+    # per-day table (1).
+    with django_assert_num_queries(ADMIN_REQUEST + 18):
         assert client.get(user_url(data.ann), {"period": "30d"}).status_code == 200
-    # Organisation: as the app user's page, the budget spend by organisation.
-    with django_assert_num_queries(ADMIN_REQUEST + 17):
+    # Organisation: as the app user's page, the budget spend by organisation,
+    # and its app users (their sums and their names: 2).
+    with django_assert_num_queries(ADMIN_REQUEST + 20):
         assert client.get(org_url(data.acme), {"period": "30d"}).status_code == 200
     # An export computes only its own table: here the filter-bar choices (2),
     # which validate the request, the top users (1), their labels (1) and the
