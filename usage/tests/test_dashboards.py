@@ -111,13 +111,13 @@ def test_overview_shows_the_metrics_figures(as_manager):
     figures = figures_of(page)
     assert figures == expected_figures(SEVEN_DAYS, Scope())
     assert figures == {
-        "cost": ("$7,800.08", "+26218651.7% vs $0.02975"),
-        "prompt_tokens": ("600,017,410", "+11111333.5% vs 5,400"),
-        "completion_tokens": ("400,005,270", "+21052808.9% vs 1,900"),
+        "cost": ("$7,800.08", "+26,218,651.7% vs $0.02975"),
+        "prompt_tokens": ("600,017,410", "+11,111,333.5% vs 5,400"),
+        "completion_tokens": ("400,005,270", "+21,052,808.9% vs 1,900"),
         "requests": ("24", "+700.0% vs 3"),
         "active_users": ("4", "+33.3% vs 3"),
         "cost_per_1k_tokens": ("$0.0078", "+91.4% vs $0.004075"),
-        "avg_latency_ms": ("6.85 s", "+1612.5% vs 400 ms"),
+        "avg_latency_ms": ("6.85 s", "+1,612.5% vs 400 ms"),
         # nearest rank 21 of 22 is 7,400 ms: the 5,000–7,500 ms bucket
         "p95_latency_ms": ("6.25 s", "+900.0% vs 625 ms"),
         # 1–7 March had no streaming call: no change is claimed against 0

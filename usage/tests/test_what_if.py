@@ -19,6 +19,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from core.pages import formats
 from core.tests import factories as f
 from usage import metrics, tables
 from usage.forms import WhatIfForm
@@ -373,17 +374,20 @@ def test_the_csv_exports_equal_the_metrics_rows(as_manager, awkward, prices):
         response = as_manager.get(
             MODELS, {"period": "30d", "what_if": metrics.price_key(price), "export": name}
         )
-        assert response["Content-Disposition"] == f'attachment; filename="usage-models-{name}.csv"'
+        period = f"{THIRTY_DAYS.start}-to-{THIRTY_DAYS.end}"
+        assert response["Content-Disposition"] == (
+            f'attachment; filename="usage-models-{name}-{period}.csv"'
+        )
         rows = _csv(response)
         assert rows[0] == [
             label,
             "Requests",
             "Input tokens",
             "Output tokens",
-            "Actual cost",
-            "What-if cost",
-            "Difference",
-            "Change",
+            "Actual cost (USD)",
+            "What-if cost (USD)",
+            "Difference (USD)",
+            "Change (%)",
         ]
         expected = metrics.what_if(THIRTY_DAYS, Scope(), price, by)
         assert [
@@ -395,9 +399,11 @@ def test_the_csv_exports_equal_the_metrics_rows(as_manager, awkward, prices):
                 row["requests"],
                 row["prompt_tokens"],
                 row["completion_tokens"],
-                row["cost"],
-                row["what_if_cost"],
-                row["difference"],
+                # Money in a CSV is rounded to the ledger's 8 places.
+                *(
+                    Decimal(formats.csv_value(row[key], "money"))
+                    for key in ("cost", "what_if_cost", "difference")
+                ),
             ]
             for row in expected
         ]
