@@ -24,7 +24,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "rollups_unchecked: the test leaves the code execution roll-ups unequal to the raw "
-        "rows on purpose (a repair test); the guard below skips it",
+        "rows (a repair test), or every query failing (a fault test), on purpose; the "
+        "guard below skips it",
     )
 
 

@@ -17,6 +17,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from chats.models import Chat, CodeExecution, Message, MessageFeedback, UploadedFile
+from chats.rollups import ExecutionRollup
 from core import template_history
 from core.models import (
     AgentTemplate,
@@ -546,6 +547,21 @@ class AnalysisResultFactory(ImportedFactory):
     file = factory.SubFactory(UploadedFileFactory, chat=factory.SelfAttribute("..chat"))
     result_data = factory.LazyFunction(lambda: {"mean": 3.5})
     visualizations = factory.LazyFunction(list)
+
+
+class ExecutionRollupFactory(factory.django.DjangoModelFactory):
+    """A per-day row of the code execution roll-up, planted as it is (no raw
+    rows behind it: tests of the guard and of repairs)."""
+
+    class Meta:
+        model = ExecutionRollup
+
+    kind = ExecutionRollup.Kind.DAY
+    day = factory.Sequence(lambda n: dt.date(2024, 1, 1) + dt.timedelta(days=n))
+    model_name = "gpt-4o-mini"
+    model_provider = "openai"
+    executions = 4
+    successes = 3
 
 
 def factories_by_model():

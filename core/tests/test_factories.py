@@ -18,8 +18,19 @@ def test_every_model_of_the_four_apps_has_a_factory():
     assert missing == []
 
 
+def _params():
+    # A planted roll-up row has no raw rows behind it: the roll-up guard
+    # (conftest.py) is off for it.
+    return [
+        pytest.param(m, marks=pytest.mark.rollups_unchecked)
+        if m._meta.label == "chats.ExecutionRollup"
+        else m
+        for m in _project_models()
+    ]
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("model", _project_models(), ids=lambda m: m._meta.label)
+@pytest.mark.parametrize("model", _params(), ids=lambda m: m._meta.label)
 def test_factory_saves_a_valid_row(model):
     factory = factories.factories_by_model()[model]
 

@@ -209,7 +209,7 @@ def test_the_copy_path_carries_the_new_token_counts(settings):
         "cost": None,
         "cost_source": ModelUsage.CostSource.COMPUTED,
     }
-    inserted = ledger.copy_new(
+    result = ledger.copy_upsert(
         source,
         {
             "a": {**fields, "cached_input_tokens": 400, "reasoning_tokens": 60},
@@ -218,7 +218,7 @@ def test_the_copy_path_carries_the_new_token_counts(settings):
         },
         ledger.PriceBook(),
     )
-    assert len(inserted) == 3
+    assert len(result["created"]) == 3
     rows = {
         r.source_pk: (r.cached_input_tokens, r.reasoning_tokens, r.cost)
         for r in ModelUsage.objects.all()

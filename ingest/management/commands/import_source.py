@@ -73,7 +73,6 @@ class Command(BaseCommand):
         mapping = MAPPINGS[kind]
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        self.check_migrated()
         try:
             db = open_source(url)
         except SourceError as error:
@@ -85,6 +84,9 @@ class Command(BaseCommand):
                 notes = check_schema(mapping, db)
             except SchemaMismatch as error:
                 raise CommandError(str(error)) from None
+            # The source is what it says; now the site's own database, before
+            # anything is written to it.
+            self.check_migrated()
             for outcome, table, column, reason in notes:
                 report.note(outcome, table, column, reason)
             dry_run = options["dry_run"]
