@@ -187,16 +187,8 @@ def executions(period, scope):
 
 # The figures over every execution of a period read the daily roll-up
 # (chats.rollups.ExecutionRollup), never the executions themselves.
-ROLLUP = Fields("user_id", "organization_id", model="model_name", provider="model_provider")
-
-
-def rolled_up(period, scope, kind):
-    """Roll-up rows of one kind for the period's days, in scope."""
-    return scoped(
-        ExecutionRollup.objects.filter(kind=kind, day__gte=period.start, day__lte=period.end),
-        scope,
-        ROLLUP,
-    ).order_by()
+ROLLUP = chat_rollups.SCOPE_FIELDS
+rolled_up = chat_rollups.rows_in
 
 
 def _total(name, **extra):

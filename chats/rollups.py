@@ -46,6 +46,8 @@ from django.db import connections, models, router, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from core.pages.period import Fields, scoped
+
 # -- error messages of failed code executions, parsed in SQL --------------------
 
 NO_AGENT = "(no agent recorded)"
@@ -641,3 +643,19 @@ def differences(using="default"):
 
 class _Undo(Exception):  # noqa: N818 (control flow, never escapes)
     pass
+
+
+# -- reading ------------------------------------------------------------------
+
+# The roll-up's columns for a page's scope (core.pages.period.Scope).
+SCOPE_FIELDS = Fields("user_id", "organization_id", model="model_name", provider="model_provider")
+
+
+def rows_in(period, scope, kind):
+    """Roll-up rows of one ``kind`` for the period's days, in ``scope``: what
+    the quality pages and the models page sum."""
+    return scoped(
+        ExecutionRollup.objects.filter(kind=kind, day__gte=period.start, day__lte=period.end),
+        scope,
+        SCOPE_FIELDS,
+    ).order_by()

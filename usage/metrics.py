@@ -33,7 +33,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from chats.models import Chat, CodeExecution, Message, MessageFeedback
+from chats import rollups as chat_rollups
+from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Organization
 from core.pages.figures import Figure
 from core.pages.memo import memoized as page_memoized
@@ -634,9 +635,9 @@ def _quality_by_model(period, scope):
     # the ledger rows', not filters of these tables.
     scope = scope.without("model_name", "provider")
     feedback = MessageFeedback.objects.rated().in_period(period).scoped(scope)
-    executions = (
-        CodeExecution.objects.in_period(period).scoped(scope).filter(model_name__isnull=False)
-    )
+    # Code success from the code execution roll-up (chats.rollups): rows per
+    # day and model, not every code run of the period.
+    executions = chat_rollups.rows_in(period, scope, "day").filter(model_name__isnull=False)
     assistant = (
         Message.objects.assistant().in_period(period).scoped(scope).filter(model_name__isnull=False)
     )
@@ -646,8 +647,9 @@ def _quality_by_model(period, scope):
     success = {
         name: ok / n
         for name, ok, n in executions.values("model_name")
-        .annotate(ok=Count("id", filter=Q(is_successful=True)), n=Count("id"))
+        .annotate(ok=Sum("successes"), n=Sum("executions"))
         .values_list("model_name", "ok", "n")
+        if n
     }
     mistakes = {
         name: bad / n

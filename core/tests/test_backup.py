@@ -27,8 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.fixture
 def data():
     """Rows in many tables, a secret among them."""
-    for factory in f.factories_by_model().values():
-        factory()
+    f.one_row_of_every_model()
     f.ChatFactory.create_batch(3)
     f.AuditLogFactory.create_batch(2)
     connection_row = f.DatabaseConnectionFactory()

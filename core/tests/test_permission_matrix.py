@@ -221,13 +221,8 @@ def fill(route, values):
 def world():
     """A row of every model, and the objects the URLs name."""
     from chats.models import Message
-    from chats.rollups import ExecutionRollup
 
-    for model, factory in f.factories_by_model().items():
-        # A planted code execution roll-up row would disagree with the raw
-        # rows (the roll-up guard, conftest.py); no URL names one.
-        if model is not ExecutionRollup:
-            factory()
+    f.one_row_of_every_model()
     chat = f.ChatFactory()
     answer = f.MessageFactory(chat=chat, role=Message.Role.ASSISTANT)
     objects = {"chat": chat, "message": answer}
