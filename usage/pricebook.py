@@ -17,8 +17,7 @@ ledger rows priced from the book (``cost_source`` computed or unpriced;
 reported costs never move); ``apply_import`` writes the prices and re-prices
 through ``manage.py recompute_costs``.
 
-``unpriced_models`` lists models the ledger has calls of without a price,
-and ``what_if`` what a period would have cost on another model.
+``unpriced_models`` lists models the ledger has calls of without a price.
 """
 
 import json
@@ -32,7 +31,6 @@ from django.db import transaction
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
-from . import metrics
 from .models import DailyTotal, ModelPrice, ModelUsage
 from .pricing import COST_QUANTUM, PriceBook
 
@@ -312,60 +310,3 @@ def unpriced_models():
     for row in rows:
         row["has_price"] = (row["model_name"], row["provider"]) in priced
     return rows
-
-
-# -- what a period would have cost on another model ----------------------------
-
-
-def what_if(period, scope, model_name, provider, by=None, on=None):
-    """What the period's calls would have cost at ``model_name``/``provider``'s
-    prices, from their token counts: {"actual", "would_cost", "rows": [{<by>,
-    actual, would_cost, prompt_tokens, completion_tokens}]} per
-    ``by`` ("organization_id" or "user_id", None: one row). The price is the
-    one in force on each day (or on the date ``on``); days before the model
-    had a price count in ``unpriced_requests``."""
-    book = PriceBook(ModelPrice.objects.filter(model_name=model_name, provider=provider))
-    dims = ("day",) + ((by,) if by else ())
-    rows = (
-        metrics.reader.usage(period, scope, *dims[1:])
-        .values(*dims)
-        .annotate(
-            p=metrics.reader.total("prompt_tokens"),
-            c=metrics.reader.total("completion_tokens"),
-            cost=metrics.reader.total("cost"),
-            n=metrics.reader.total("requests"),
-        )
-        .filter(n__gt=0)
-        .values_list(*dims, "p", "c", "cost", "n")
-    )
-    out = {}
-    for day, *key, prompt, completion, cost, requests in rows:
-        entry = out.setdefault(
-            tuple(key),
-            {
-                **({by: key[0]} if by else {}),
-                "actual": Decimal(0),
-                "would_cost": Decimal(0),
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "requests": 0,
-                "unpriced_requests": 0,
-            },
-        )
-        price = book.price_on(model_name, provider, on or day)
-        entry["actual"] += cost or Decimal(0)
-        entry["prompt_tokens"] += prompt
-        entry["completion_tokens"] += completion
-        entry["requests"] += requests
-        if price is None:
-            entry["unpriced_requests"] += requests
-        else:
-            entry["would_cost"] += price.cost_of(prompt, completion)
-    result = sorted(out.values(), key=lambda r: -r["would_cost"])
-    for row in result:
-        row["would_cost"] = row["would_cost"].quantize(COST_QUANTUM)
-    return {
-        "actual": sum((r["actual"] for r in result), Decimal(0)),
-        "would_cost": sum((r["would_cost"] for r in result), Decimal(0)),
-        "rows": result,
-    }

@@ -15,7 +15,6 @@ from django.db.models import Sum
 
 from core.tests import factories as f
 from usage import ledger, pricebook
-from usage.metrics import Period, Scope
 from usage.models import DailyTotal, ModelPrice, ModelUsage
 
 pytestmark = pytest.mark.django_db
@@ -268,40 +267,3 @@ def test_unpriced_models_since_first_seen(book):
     ]
     assert rows[0]["tokens"] == 2500
     assert [r["has_price"] for r in rows] == [False, False]
-
-
-def test_what_if_prices_the_period_at_another_model(book):
-    f.ModelPriceFactory(
-        model_name="o1",
-        provider="openai",
-        input_per_million=Decimal("15"),
-        output_per_million=Decimal("60"),
-        effective_from=dt.date(2024, 3, 4),
-    )
-    org = f.OrganizationFactory()
-    ledger.add_usage([row("gpt-4o", "openai", 7, 2000, 500, organization=org)])
-
-    result = pricebook.what_if(
-        Period(dt.date(2024, 3, 1), dt.date(2024, 3, 31)), Scope(), "o1", "openai"
-    )
-
-    (total,) = result["rows"]
-    # 1 March has no o1 price yet; the other days' tokens: from the raw rows
-    later = ModelUsage.objects.filter(timestamp__date__gte=dt.date(2024, 3, 4)).aggregate(
-        p=Sum("prompt_tokens"), c=Sum("completion_tokens")
-    )
-    expected = (Decimal(later["p"]) * 15 + Decimal(later["c"]) * 60) / 1_000_000
-    assert result["would_cost"] == expected.quantize(Decimal("0.00000001"))
-    assert total["unpriced_requests"] == 1
-    assert result["actual"] == ModelUsage.objects.aggregate(c=Sum("cost"))["c"]
-
-    by_org = pricebook.what_if(
-        Period(dt.date(2024, 3, 1), dt.date(2024, 3, 31)),
-        Scope(),
-        "o1",
-        "openai",
-        by="organization_id",
-    )
-    assert {r["organization_id"]: r["would_cost"] for r in by_org["rows"]}[org.pk] == Decimal(
-        "0.06000000"
-    )
