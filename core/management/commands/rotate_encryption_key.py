@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from core import crypto
-from core.models import AuditLog
+from core.models import AuditLog, Imported
 
 BATCH_SIZE = 500
 
@@ -78,7 +78,7 @@ class Command(BaseCommand):
         """Re-encrypt one field of every row, in batches by primary key."""
         count = Counter(rotated=0, current=0, unreadable=0, foreign=0)
         # An imported row's value no key opens is its source application's own.
-        imported = any(field.name == "source" for field in model._meta.fields)
+        imported = issubclass(model, Imported)
         rows = (
             model._default_manager.exclude(**{name: ""})
             .order_by("pk")
