@@ -187,10 +187,6 @@ def executions(period, scope):
 
 # The figures over every execution of a period read the daily roll-up
 # (chats.rollups.ExecutionRollup), never the executions themselves.
-ROLLUP = chat_rollups.SCOPE_FIELDS
-rolled_up = chat_rollups.rows_in
-
-
 def _total(name, **extra):
     return Coalesce(Sum(name, **extra), 0)
 
@@ -216,7 +212,7 @@ def execution_totals(period, scope):
     chats with code and executions per such chat."""
     in_chat = Q(chat__isnull=False)
     row = _counted(
-        rolled_up(period, scope, "chat").aggregate(
+        chat_rollups.rows_in(period, scope, "chat").aggregate(
             **_execution_counts(),
             chats=Count("chat_id", distinct=True),
             in_chats=_total("executions", filter=in_chat),
@@ -248,7 +244,9 @@ def success_per_day(period, scope):
     on a day without executions)."""
     found = {
         row["day"]: _counted(row)
-        for row in rolled_up(period, scope, "day").values("day").annotate(**_execution_counts())
+        for row in chat_rollups.rows_in(period, scope, "day")
+        .values("day")
+        .annotate(**_execution_counts())
     }
     rows = []
     for day in period.each_day():
@@ -264,7 +262,7 @@ def success_by_model(period, scope):
     """One row per model and provider, most executions first."""
     rows = [
         _counted(row)
-        for row in rolled_up(period, scope, "day")
+        for row in chat_rollups.rows_in(period, scope, "day")
         .values("model_name", "model_provider")
         .annotate(**_execution_counts())
         .order_by("-n_executions", F("model_name").asc(nulls_last=True), "model_provider")
@@ -304,7 +302,7 @@ def failures_by_error_type(period, scope):
                 kind__in=("error", "error_agent"), day__gte=period.start, day__lte=period.end
             ),
             scope,
-            ROLLUP,
+            chat_rollups.SCOPE_FIELDS,
         )
         .values("error_type")
         .annotate(
@@ -322,12 +320,12 @@ def failures_by_agent(period, scope):
     """[{agent, executions, share, chats}] most failures first: an agent
     fails in an execution when failed_agents or error_messages names it."""
     rows = list(
-        rolled_up(period, scope, "agent")
+        chat_rollups.rows_in(period, scope, "agent")
         .values("agent")
         .annotate(n_executions=Sum("executions"), chats=Count("chat_id", distinct=True))
         .order_by("-n_executions", "agent")
     )
-    total = rolled_up(period, scope, "day").aggregate(
+    total = chat_rollups.rows_in(period, scope, "day").aggregate(
         n=Coalesce(Sum(F("executions") - F("successes")), 0)
     )["n"]
     return [
@@ -401,7 +399,7 @@ def executions_per_chat(period, scope):
     """[(executions in a chat (the last is "or more"), chats)] for chats with
     code in the period, every bucket listed."""
     per_chat = (
-        rolled_up(period, scope, "chat")
+        chat_rollups.rows_in(period, scope, "chat")
         .filter(chat__isnull=False)
         .values("chat_id")
         .annotate(n=Sum("executions"))
@@ -423,7 +421,7 @@ def executions_per_chat(period, scope):
 def busiest_chats(period, scope, limit=10):
     """The chats with the most executions: [{chat_id, title, executions, failures}]."""
     rows = (
-        rolled_up(period, scope, "chat")
+        chat_rollups.rows_in(period, scope, "chat")
         .filter(chat__isnull=False)
         .values("chat_id", "chat__title")
         .annotate(n_executions=Sum("executions"), failures=Sum(F("executions") - F("successes")))
@@ -440,7 +438,7 @@ def slowest_executions(period, scope, limit=10):
     Ranked on the roll-up's slowest executions of each group (at least the
     ten slowest of any scope, chats.rollups), then read by id."""
     ranked = (
-        rolled_up(period, scope, "slow")
+        chat_rollups.rows_in(period, scope, "slow")
         .order_by("-run_time", "-execution_id")
         .values("execution_id")[:limit]
     )
