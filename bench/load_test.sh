@@ -17,6 +17,8 @@
 #   bench/load_test.sh /admin/usage/modelusage/   # other pages
 #   DURATION=10s bench/load_test.sh      # a quicker look
 #   BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/aa_bench_100000 bench/load_test.sh
+#   INGEST_RATE=1000 bench/load_test.sh  # while bench/api_ingest.py posts 1,000 ledger rows/s
+#   DATABASE_REPLICA_URLS=postgres://…replica… bench/load_test.sh  # dashboard reads on a replica
 #
 # Needs wrk (Debian: apt-get install -y wrk) and the database built first:
 #   .venv/bin/python bench/pages_bench.py --sizes 1000000 --databases postgres --build-only
@@ -83,6 +85,23 @@ print(session.session_key)
 ' | tail -n 1)"
 COOKIE="sessionid=$SESSION"
 
+INGEST_RATE="${INGEST_RATE:-0}"
+if [[ "$INGEST_RATE" != 0 ]]; then
+    echo "== an ingest API key (usage:write)"
+    INGEST_KEY="$("$PYTHON" manage.py shell -v0 -c '
+from core.apikeys import generate_api_key
+from core.models import ApiKey, Source
+
+source, _ = Source.objects.get_or_create(name="bench-ingest", defaults={"kind": Source.Kind.API})
+raw, prefix, key_hash = generate_api_key()
+ApiKey.objects.create(
+    key_name="bench ingest", key_hash=key_hash, key_prefix=prefix, user=None,
+    permissions=None, ingest_source=source,
+)
+print(raw)
+' | tail -n 1)"
+fi
+
 echo "== gunicorn on 127.0.0.1:$PORT"
 "$GUNICORN" --config gunicorn.conf.py &
 SERVER_PID=$!
@@ -104,10 +123,22 @@ for page in "${PAGES[@]}"; do
     lines_before="$(wc -l <"$GUNICORN_ACCESS_LOG")"
     echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $page"
     load_before="$(cut -d' ' -f1 /proc/loadavg)"
+    INGEST_PID=""
+    if [[ "$INGEST_RATE" != 0 ]]; then
+        "$PYTHON" bench/api_ingest.py --url "http://127.0.0.1:$PORT" --key "$INGEST_KEY" \
+            --rate "$INGEST_RATE" --seconds "${DURATION%s}" >"$WORK/ingest.txt" &
+        INGEST_PID=$!
+    fi
     # --timeout: a slow response is measured, not dropped as a socket timeout (wrk's 2 s)
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout "$WRK_TIMEOUT" --latency \
         -H "Cookie: $COOKIE" "$url" | tee "$WORK/wrk.txt"
     load_after="$(cut -d' ' -f1 /proc/loadavg)"
+    ingest="-"
+    if [[ -n "$INGEST_PID" ]]; then
+        wait "$INGEST_PID" || true
+        cat "$WORK/ingest.txt"
+        ingest="$(awk '{print $2}' "$WORK/ingest.txt") rows/s"
+    fi
     sleep 1
     # Status codes of this run, from gunicorn's access log ('"GET … HTTP/1.1" 200 …').
     codes="$(tail -n +"$((lines_before + 1))" "$GUNICORN_ACCESS_LOG" \
@@ -121,17 +152,17 @@ for page in "${PAGES[@]}"; do
     p99="$(awk '$1 == "99%" {print $2}' "$WORK/wrk.txt")"
     total="$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")"
     timeouts="$(awk -F'timeout ' '/Socket errors/ {print $2 + 0}' "$WORK/wrk.txt")"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$page" "$DURATION" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$page" "$DURATION" \
         "$total" "$rps" "$p50" "$p99" "$non2xx" "$server5xx" "${timeouts:-0}" \
-        "$load_before → $load_after" >>"$SUMMARY"
+        "$load_before → $load_after" "$ingest" >>"$SUMMARY"
     echo "status codes: $codes"
 done
 
 echo
 echo "gunicorn: $WORKERS sync workers on $(nproc) cores; wrk: $THREADS threads × $CONNECTIONS connections"
 echo "| page | duration | requests | requests/s | p50 | p99 | non-2xx | 5xx | wrk timeouts |" \
-    "load avg (1 min) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "load avg (1 min) | API ingest |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 cat "$SUMMARY"
 if awk -F'|' '{ if ($9 + 0 > 0) bad = 1 } END { exit !bad }' "$SUMMARY"; then
     echo "FAILED: some responses were 5xx (see above)" >&2

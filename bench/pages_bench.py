@@ -58,7 +58,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _env  # noqa: E402, F401  (DEBUG off, a throwaway SECRET_KEY)
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+# bench/scale_bench.py points it at a server of its own (a primary with a replica)
+PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
 DEFAULT_SIZES = [100_000, 1_000_000, 10_000_000]
 SQLITE_MAX_DEFAULT = 1_000_000  # sqlite runs at 100k and 1M unless --sizes says
 RESULTS = Path(tempfile.gettempdir()) / "aa_bench_results"

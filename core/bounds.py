@@ -67,12 +67,14 @@ def cost_problem(value):
     return None
 
 
-def time_problem(value):
-    """Why a timestamp is impossible, or None (None counts as no value)."""
+def time_problem(value, latest_time=None):
+    """Why a timestamp is impossible, or None (None counts as no value).
+
+    ``latest_time``: ``latest()`` taken once by a caller checking many rows."""
     if value is None:
         return None
     if timezone.is_naive(value):
         value = timezone.make_aware(value, dt.UTC)
-    if not EARLIEST <= value <= latest():
+    if not EARLIEST <= value <= (latest_time or latest()):
         return f"time {value.isoformat()} outside {EARLIEST.date()} … now + 1 day"
     return None

@@ -28,6 +28,7 @@ that holds such a row. The API and the importers call ``refusal`` first to
 report each refused row with its reason.
 """
 
+import operator
 from collections import defaultdict
 from contextlib import contextmanager
 from decimal import Decimal
@@ -94,8 +95,10 @@ TOKEN_FIELDS = (
 PARTS = {"cached_input_tokens": "prompt_tokens", "reasoning_tokens": "completion_tokens"}
 
 
-def refusal(usage):
-    """Why a ledger row may not be stored (core.bounds), or None."""
+def refusal(usage, latest_time=None):
+    """Why a ledger row may not be stored (core.bounds), or None.
+
+    ``latest_time``: ``bounds.latest()``, taken once for a batch."""
     for name in TOKEN_FIELDS:
         problem = bounds.tokens_problem(getattr(usage, name, None))
         if problem:
@@ -107,14 +110,15 @@ def refusal(usage):
     problem = bounds.cost_problem(getattr(usage, "cost", None))
     if problem:
         return problem
-    problem = bounds.time_problem(getattr(usage, "timestamp", None))
+    problem = bounds.time_problem(getattr(usage, "timestamp", None), latest_time)
     if problem:
         return f"timestamp: {problem}"
     return None
 
 
 def _refuse(usages):
-    reasons = [(u, r) for u in usages if (r := refusal(u))]
+    latest_time = bounds.latest()
+    reasons = [(u, r) for u in usages if (r := refusal(u, latest_time))]
     if reasons:
         listed = "; ".join(f"{u.source_pk or '(new row)'}: {r}" for u, r in reasons[:5])
         raise LedgerRefusal(f"{len(reasons)} ledger row(s) outside the bounds: {listed}")
@@ -592,22 +596,32 @@ WITH inserted AS (
 INSERT INTO {INSERTED} (id, {_COLUMNS}) SELECT id, {_COLUMNS} FROM inserted
 """  # noqa: S608 (table and column names from the models; values are parameters)
 
+# The same for a batch tried as all new: if every staged row goes in, the
+# staging table holds exactly the rows inserted, and the roll-ups take their
+# sums from it; nothing is written a third time.
+COPY_NEW_SQL = f"""
+INSERT INTO {LEDGER} ({_COLUMNS})
+SELECT {_COLUMNS} FROM {STAGING} ORDER BY source_pk COLLATE "C"
+ON CONFLICT (source_id, source_pk) WHERE source_id IS NOT NULL DO NOTHING
+RETURNING source_pk, id
+"""  # noqa: S608 (table and column names from the models)
+
 
 def _copy(table, rows):
-    attnames = [f.attname for f in LEDGER_FIELDS]
+    values_of = operator.attrgetter(*(f.attname for f in LEDGER_FIELDS))
     sql = f"COPY {_quote(table)} ({_COLUMNS}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             # str() turns TextChoices members into plain text for the text dumper.
-            copy.write_row(
-                [(str(v) if isinstance(v, str) else v) for v in map(row.__getattribute__, attnames)]
-            )
+            copy.write_row([(str(v) if isinstance(v, str) else v) for v in values_of(row)])
 
 
-def _copy_insert(source, rows):
+def _copy_insert(source, rows, keep=True):
     """The COPY path's ``_insert_new``: COPY ``rows`` into the staging table,
     insert those that are new; sets ``pk`` of each row inserted and returns
-    them. The inserted rows stay in the INSERTED table for ``_upsert_from``."""
+    them. With ``keep`` the inserted rows stay in the INSERTED table for
+    ``_upsert_from``; without, the caller takes all or none of them and reads
+    the staging table."""
     by_pk = {row.source_pk: row for row in rows}
     with connection.cursor() as cursor:
         for statement in _temp_tables_sql():
@@ -615,8 +629,11 @@ def _copy_insert(source, rows):
         if not rows:
             return []
         _copy(STAGING, rows)
-        cursor.execute(COPY_SQL)
-        cursor.execute(f"SELECT source_pk, id FROM {INSERTED}")  # noqa: S608
+        if keep:
+            cursor.execute(COPY_SQL)
+            cursor.execute(f"SELECT source_pk, id FROM {INSERTED}")  # noqa: S608
+        else:
+            cursor.execute(COPY_NEW_SQL)
         inserted = []
         for source_pk, pk in cursor.fetchall():
             row = by_pk[source_pk]
@@ -634,7 +651,7 @@ def _copy_all_new(source, rows):
     touch any roll-up key, so no wait closes a cycle."""
     try:
         with transaction.atomic():  # a savepoint
-            created = _copy_insert(source, rows)
+            created = _copy_insert(source, rows, keep=False)
             if len(created) < len(rows):
                 raise _Retry
             return created
@@ -663,7 +680,9 @@ def copy_upsert(source, wanted, price_book, optimistic=True):
     with transaction.atomic(), _writing():
         created = _copy_all_new(source, rows) if optimistic else None
         changed = unchanged = []
+        inserted = STAGING  # all new: the staged rows are the rows inserted
         if created is None:
+            inserted = INSERTED
             existing, created = _lock_and_insert(source, rows, insert=_copy_insert)
             changed, unchanged, before = _compare(existing, rows, created)
         if changed:
@@ -671,7 +690,7 @@ def copy_upsert(source, wanted, price_book, optimistic=True):
             Deltas().add(before, sign=-1).add(changed).add(created).apply()
         elif created:
             with connection.cursor() as cursor:
-                _upsert_from(cursor, INSERTED)
+                _upsert_from(cursor, inserted)
     return {"created": created, "updated": changed, "unchanged": unchanged}
 
 

@@ -34,9 +34,10 @@ def _free_port():
 class Pair:
     """``start()`` a primary and a replica; ``stop()`` removes both."""
 
-    def __init__(self):
+    def __init__(self, parent=None, settings=""):
         self.bin = bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="aa-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="aa-pg-", dir=parent))
+        self.settings = settings  # more postgresql.conf lines (benchmarks)
         self.primary_port = _free_port()
         self.replica_port = _free_port()
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -66,18 +67,27 @@ class Pair:
         return f"postgres://postgres@127.0.0.1:{port}/{database}"
 
     def start(self):
+        return self.start_primary().start_replica()
+
+    def start_primary(self):
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
-        primary, replica = self.root / "primary", self.root / "replica"
+        primary = self.root / "primary"
         self._run(self.bin / "initdb", "-D", primary, "-U", "postgres", "--auth=trust", "--no-sync")
         with open(primary / "postgresql.conf", "a") as conf:
             conf.write(
                 "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\n"
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                f"{self.settings}\n"
             )
         with open(primary / "pg_hba.conf", "a") as hba:
             hba.write("host replication postgres 127.0.0.1/32 trust\n")
         self._pg_ctl(primary, self.primary_port)
+        return self
+
+    def start_replica(self, timeout=120):
+        """A streaming replica of the running primary (pg_basebackup -R)."""
+        replica = self.root / "replica"
         self._run(
             self.bin / "pg_basebackup",
             "-h",
@@ -92,6 +102,8 @@ class Pair:
             "-X",
             "stream",
             "--no-sync",
+            "--checkpoint=fast",  # not a spread checkpoint: start at once
+            timeout=timeout,
         )
         self._pg_ctl(replica, self.replica_port)
         return self
