@@ -360,6 +360,11 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="measure the databases a --keep run left (after a code change), import not redone",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -368,22 +373,30 @@ def main():
         return
     WORK.mkdir(exist_ok=True)
     source = WORK / "auto_analyst.sqlite3"
-    log(f"building the source: {args.rows:,} ledger rows")
-    shape = build_source(source, args.rows)
-    log(f"source: {shape}")
+    if not args.measure_only:
+        log(f"building the source: {args.rows:,} ledger rows")
+        shape = build_source(source, args.rows)
+        log(f"source: {shape}")
     imported_rows = args.rows
     for database in args.databases.split(","):
-        if database == "postgres":
-            url = PG_URL
-            import_bench.prepare_postgres(url)
+        saved = WORK / f"{database}-import.json"
+        url = PG_URL if database == "postgres" else f"sqlite:///{WORK / 'target.sqlite3'}"
+        if args.measure_only:
+            imported = json.loads(saved.read_text())
+            imported_rows = imported.pop()
+            log(f"measuring {database} as a --keep run left it ({args.runs} runs a page)")
         else:
-            url = import_bench.prepare_sqlite(WORK / "target.sqlite3")
-        log(f"importing into {database}")
-        imported = import_bench.run_import(source, url, args.batch_size, WORK)
-        log(f"measuring {database} right after the import ({args.runs} runs a page)")
+            if database == "postgres":
+                import_bench.prepare_postgres(url)
+            else:
+                import_bench.prepare_sqlite(WORK / "target.sqlite3")
+            log(f"importing into {database}")
+            imported = import_bench.run_import(source, url, args.batch_size, WORK)
+            saved.write_text(json.dumps([*imported, args.rows]))
+            log(f"measuring {database} right after the import ({args.runs} runs a page)")
         measured = run_child(url, args.runs, WORK / f"{database}.json")
         report(database, imported, measured)
-        if not args.keep and database == "postgres":
+        if not (args.keep or args.measure_only) and database == "postgres":
             server, name = PG_URL.rsplit("/", 1)
             with psycopg.connect(server + "/postgres", autocommit=True) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -118,6 +118,8 @@ for column in columns:
     else:
         select.append(f'"{column}"')
 with transaction.atomic(), connection.cursor() as cursor:
+    # Copies of valid rows: no foreign-key triggers (as bench/pages_bench.py's load)
+    cursor.execute("SET LOCAL session_replication_role = replica")
     cursor.execute(f"CREATE TEMP TABLE grow ON COMMIT DROP AS SELECT {quoted} "
                    f"FROM {ledger.LEDGER} WITH NO DATA")
     cursor.execute(
@@ -286,31 +288,46 @@ def main():
     parser.add_argument("--results", type=Path, default=Path(tempfile.gettempdir()) / "aa_scale")
     parser.add_argument("--partition", action="store_true")
     parser.add_argument("--keep", action="store_true", help="leave the servers running")
+    parser.add_argument(
+        "--resume",
+        nargs=3,
+        metavar=("ROOT", "PRIMARY_PORT", "REPLICA_PORT"),
+        help="go on with the servers a --keep run left (its results in --results): "
+        "sizes measured there are not measured again",
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     args.results.mkdir(parents=True, exist_ok=True)
 
-    pair = Pair(parent=args.root, settings=SETTINGS)
+    if args.resume:
+        root, primary_port, replica_port = args.resume
+        pair = Pair.attach(root, int(primary_port), int(replica_port))
+        results = json.loads((args.results / "scale.json").read_text())
+    else:
+        pair = Pair(parent=args.root, settings=SETTINGS)
+        results = {"sizes": {}, "machine": {"cpus": os.cpu_count()}, "settings": SETTINGS}
     log(f"primary on port {pair.primary_port}, replica on {pair.replica_port}, in {pair.root}")
-    pair.start_primary()
     os.environ["BENCH_PG_SERVER"] = pair.url(pair.primary_port).rsplit("/", 1)[0]
     import pages_bench  # reads BENCH_PG_SERVER
 
-    results = {"sizes": {}, "machine": {"cpus": os.cpu_count()}, "settings": SETTINGS}
     base = sizes[0]
     url = pages_bench.pg_url(base)
     replica = pair.url(pair.replica_port, f"aa_bench_{base}")
     try:
-        results["build"] = pages_bench.build("postgres", base)
-        started = time.monotonic()
-        pair.start_replica(timeout=3600)
-        results["replica_s"] = round(time.monotonic() - started)
-        log(f"replica made in {results['replica_s']} s")
+        if not args.resume:
+            pair.start_primary()
+            results["build"] = pages_bench.build("postgres", base)
+            started = time.monotonic()
+            pair.start_replica(timeout=3600)
+            results["replica_s"] = round(time.monotonic() - started)
+            log(f"replica made in {results['replica_s']} s")
         for size in sizes:
+            if str(size) in results["sizes"]:
+                continue  # measured by the run resumed
             entry = results["sizes"][str(size)] = {}
             if size > base:
                 log(f"growing to {size:,} rows")
-                entry["grow_s"] = grow_to(url, base, size)
+                entry["grow_s"] = grow_to(url, base, size, args.results / "ledger_indexes.json")
                 pair.wait_replayed(timeout=3600)
             entry["totals"] = check_totals(url)
             log(f"{size:,}: pages, one server")
@@ -345,14 +362,42 @@ def main():
     print(report(results))
 
 
-def grow_to(url, base, target):
-    """Copy ledger rows 1..base (in chunks, each its own transaction) until
-    the ledger holds ``target`` rows; VACUUM ANALYZE after. Seconds taken."""
+def ledger_indexes(url):
+    """(name, definition) of the ledger's secondary indexes that back no
+    constraint and enforce no uniqueness."""
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = 'usage_modelusage'::regclass AND NOT i.indisunique"
+        ).fetchall()
+
+
+def grow_to(url, base, target, saved):
+    """Copy ledger rows 1..base (in chunks, each its own transaction, the
+    roll-ups moved in the same one) until the ledger holds ``target`` rows.
+
+    As a bulk load does, the ledger's non-unique indexes are dropped first
+    and built again after (the unique (source, source_pk) index stays, and
+    so do the roll-ups' own); then VACUUM ANALYZE. Seconds taken."""
     started = time.monotonic()
-    have, round_ = ledger_rows(url), 0
+    if saved.exists():  # a resumed run: dropped by the run before
+        indexes = json.loads(saved.read_text())
+    else:
+        indexes = ledger_indexes(url)
+        saved.write_text(json.dumps(indexes))
+    with psycopg.connect(url, autocommit=True) as connection:
+        for name, _definition in indexes:
+            connection.execute(f'DROP INDEX IF EXISTS "{name}"')
+    have = ledger_rows(url)
+    with psycopg.connect(url) as connection:  # rows grown before (a resumed run)
+        grown = connection.execute(
+            "SELECT COUNT(*) FROM usage_modelusage WHERE source_pk LIKE 'g%%-%%'"
+        ).fetchone()[0]
+    round_ = 1 + grown // base
     while have < target:
-        round_ += 1
-        first = 1
+        first = 1 + grown % base
+        grown = 0
         while first <= base and have < target:
             last = min(first + GROW_CHUNK - 1, base, first + (target - have) - 1)
             manage(
@@ -367,9 +412,16 @@ def grow_to(url, base, target):
             )
             have += last - first + 1
             first = last + 1
-        log(f"  grown to {have:,} rows")
+            log(f"  grown to {have:,} rows")
+        round_ += 1
     with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET maintenance_work_mem = '1GB'")
+        connection.execute("SET max_parallel_maintenance_workers = 2")
+        for _name, definition in indexes:
+            connection.execute(definition)
+        log(f"  {len(indexes)} ledger indexes built again")
         connection.execute("VACUUM ANALYZE")
+    saved.unlink()
     return round(time.monotonic() - started)
 
 

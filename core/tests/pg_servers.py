@@ -42,6 +42,15 @@ class Pair:
         self.replica_port = _free_port()
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
+    @classmethod
+    def attach(cls, root, primary_port, replica_port):
+        """The pair a benchmark left running in ``root`` (its ``--keep``)."""
+        pair = cls.__new__(cls)
+        pair.bin, pair.root, pair.settings = bin_dir(), Path(root), ""
+        pair.primary_port, pair.replica_port = primary_port, replica_port
+        pair.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return pair
+
     def _run(self, *args, check=True, timeout=120):
         result = subprocess.run(  # noqa: S603 (our own binaries and arguments)
             [*self.as_user, *map(str, args)],
