@@ -6,10 +6,12 @@ own (initdb and pg_basebackup from the installed server binaries, in
 
 1. builds the first size with bench/pages_bench.py's builder (COPY, indexes,
    ``rebuild_rollups``, VACUUM ANALYZE), then makes the replica;
-2. for each size, growing the same database between sizes by copying its
-   ledger rows (new source keys, timestamps jittered by up to an hour, the
-   roll-ups moved by ``usage.ledger._upsert_from`` over the new rows, as an
-   import does), it measures
+2. for each larger size, copies the first database (``CREATE DATABASE …
+   TEMPLATE``) and grows the copy by copying its ledger rows (new source
+   keys, timestamps jittered by up to an hour, the roll-ups moved by
+   ``usage.ledger._upsert_from`` over the new rows, as an import does); for
+   each size (``manage.py migrate`` first, so a resumed run measures the code
+   as it is) it measures
    - every page's median (pages_bench's measuring child), one server and with
      ``DATABASE_REPLICA_URLS`` set (the router reads dashboards there),
    - the import rate of a fresh 100k-row Auto-Analyst source
@@ -17,8 +19,9 @@ own (initdb and pg_basebackup from the installed server binaries, in
    - wrk against gunicorn (bench/load_test.sh) on the overview and the
      models page: one server, then with the replica, then one server while
      bench/api_ingest.py posts 1,000 ledger rows/s through the API;
-   - with ``--partition`` and ``manage.py partition_ledger`` present, at the
-     last size: converts the ledger to monthly partitions and measures again;
+   - with ``--partition``: converts the ledger to monthly partitions
+     (``manage.py partition_ledger``) and measures pages, wrk with the
+     replica and the import rate again;
 3. prints markdown tables and writes them with the raw numbers to
    ``--results`` (JSON).
 
@@ -295,8 +298,15 @@ def main():
         help="go on with the servers a --keep run left (its results in --results): "
         "sizes measured there are not measured again",
     )
+    parser.add_argument("--build-only", action="store_true", help="build the first size, stop")
+    parser.add_argument(
+        "--again",
+        default="",
+        help="with --resume: sizes to measure again (comma-separated), after a code change",
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    args.again = {int(s) for s in args.again.split(",") if s}
     args.results.mkdir(parents=True, exist_ok=True)
 
     if args.resume:
@@ -311,30 +321,41 @@ def main():
     import pages_bench  # reads BENCH_PG_SERVER
 
     base = sizes[0]
-    url = pages_bench.pg_url(base)
-    replica = pair.url(pair.replica_port, f"aa_bench_{base}")
     try:
         if not args.resume:
             pair.start_primary()
+        if not database_exists(pair, base):
             results["build"] = pages_bench.build("postgres", base)
+        if not (pair.root / "replica").exists():
             started = time.monotonic()
             pair.start_replica(timeout=3600)
             results["replica_s"] = round(time.monotonic() - started)
             log(f"replica made in {results['replica_s']} s")
+        if args.build_only:
+            return
         for size in sizes:
-            if str(size) in results["sizes"]:
+            if str(size) in results["sizes"] and size not in args.again:
                 continue  # measured by the run resumed
             entry = results["sizes"][str(size)] = {}
+            url = pages_bench.pg_url(size)
+            replica = pair.url(pair.replica_port, f"aa_bench_{size}")
             if size > base:
+                if not database_exists(pair, size):
+                    log(f"aa_bench_{size}: a copy of aa_bench_{base}")
+                    pair.sql(
+                        pair.primary_port,
+                        f'CREATE DATABASE "aa_bench_{size}" TEMPLATE "aa_bench_{base}"',
+                    )
                 log(f"growing to {size:,} rows")
-                entry["grow_s"] = grow_to(url, base, size, args.results / "ledger_indexes.json")
-                pair.wait_replayed(timeout=3600)
+                entry["grow_s"] = grow_to(url, base, size, args.results / f"indexes-{size}.json")
+            manage(url, "migrate", "-v0")  # a resumed run measures the code as it is now
+            pair.wait_replayed(timeout=3600)
             entry["totals"] = check_totals(url)
             log(f"{size:,}: pages, one server")
-            entry["pages_one"] = measure_pages(pages_bench, base, args.runs, args.results)
+            entry["pages_one"] = measure_pages(pages_bench, size, args.runs, args.results)
             log(f"{size:,}: pages, replica reads")
             entry["pages_replica"] = measure_pages(
-                pages_bench, base, args.runs, args.results, replica
+                pages_bench, size, args.runs, args.results, replica
             )
             log(f"{size:,}: wrk, one server / replica / one server while the API ingests")
             entry["wrk_one"] = wrk(url, args.duration)
@@ -342,16 +363,17 @@ def main():
             entry["wrk_ingest"] = wrk(url, args.duration, ingest=1000)
             log(f"{size:,}: import rate")
             entry["import"] = import_rate(url, size, args.results, args.import_rows)
-            if args.partition and size == sizes[-1]:
-                log(f"{size:,}: partitioning the ledger")
+            if args.partition:
+                log(f"{size:,}: partitioning the ledger (manage.py partition_ledger)")
                 started = time.monotonic()
                 manage(url, "partition_ledger")
-                entry["partition_s"] = time.monotonic() - started
+                entry["partition_s"] = round(time.monotonic() - started)
                 pair.wait_replayed(timeout=3600)
                 entry["pages_partitioned"] = measure_pages(
-                    pages_bench, base, args.runs, args.results, replica
+                    pages_bench, size, args.runs, args.results, replica
                 )
                 entry["wrk_partitioned"] = wrk(url, args.duration, replica=replica)
+                entry["import_partitioned"] = import_rate(url, size, args.results, args.import_rows)
             (args.results / "scale.json").write_text(json.dumps(results, indent=1))
             print(report(results), flush=True)
     finally:
@@ -360,6 +382,11 @@ def main():
             pair.stop()
     print()
     print(report(results))
+
+
+def database_exists(pair, size):
+    name = f"aa_bench_{size}"
+    return pair.sql(pair.primary_port, f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1"
 
 
 def ledger_indexes(url):
@@ -381,6 +408,8 @@ def grow_to(url, base, target, saved):
     and built again after (the unique (source, source_pk) index stays, and
     so do the roll-ups' own); then VACUUM ANALYZE. Seconds taken."""
     started = time.monotonic()
+    if ledger_rows(url) >= target and not saved.exists():
+        return 0  # grown by the run resumed
     if saved.exists():  # a resumed run: dropped by the run before
         indexes = json.loads(saved.read_text())
     else:
