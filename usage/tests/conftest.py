@@ -19,6 +19,8 @@ from core.tests import factories as f
 from usage import ledger
 from usage.models import ModelUsage
 
+from .partitioning import partitioned_ledger  # noqa: F401 (a fixture for the tests here)
+
 # "Today" of every page and budget in these tests: a Thursday, four days after
 # New York moved to summer time (10 March 2024), so 7-day periods span it.
 TODAY = dt.date(2024, 3, 14)
