@@ -33,6 +33,14 @@ L = ("llama-3-70b", "groq")  # never priced, never reported: unpriced
 M = ("mistral-large", "mistral")  # reported costs only, some zero
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "million_rows: converts a 1M-row ledger (PostgreSQL, about a minute); runs in CI, "
+        '-m "not million_rows" leaves it out locally',
+    )
+
+
 def utc(*args):
     return dt.datetime(*args, tzinfo=dt.UTC)
 
