@@ -447,6 +447,39 @@ UPDATABLE = (
 )
 
 
+def _bulk_update(rows, fields, batch_size=None):
+    """Write ``fields`` of locked ledger rows.
+
+    Django's bulk_update (a CASE per column over the batch's ids) on a
+    partitioned ledger: PostgreSQL plans the CASE for every partition, and a
+    batch of 1,000 rows took 100 s on a 1M-row ledger (0.1 s on the plain
+    table). There one UPDATE … FROM (VALUES …) joined on the id per batch."""
+    if not partitioned():
+        ModelUsage.objects.bulk_update(rows, fields, batch_size=batch_size)
+        return
+    columns = [ModelUsage._meta.get_field(name) for name in fields]
+    typed = "(%s::bigint, " + ", ".join(f"%s::{f.db_type(connection)}" for f in columns) + ")"
+    names = ", ".join(_quote(f.column) for f in columns)
+    assign = ", ".join(f"{_quote(f.column)} = v.{_quote(f.column)}" for f in columns)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 1000):
+            batch = rows[start : start + 1000]
+            params = [
+                value
+                for row in batch
+                for value in (
+                    row.pk,
+                    *(f.get_db_prep_save(getattr(row, f.attname), connection) for f in columns),
+                )
+            ]
+            cursor.execute(
+                f"UPDATE {_quote(LEDGER)} AS t SET {assign} "  # noqa: S608 (names from the model)
+                f"FROM (VALUES {', '.join([typed] * len(batch))}) AS v (id, {names}) "
+                "WHERE t.id = v.id",
+                params,
+            )
+
+
 def _locked(queryset, attempts=20):
     """Rows of ``queryset``, locked for the transaction, in id order.
 
@@ -586,7 +619,7 @@ def upsert_usage(source, usages, price_book=None, batch_size=2000):
         existing, created = _lock_and_insert(source, usages)
         changed, unchanged, before = _compare(existing, usages, created)
         if changed:
-            ModelUsage.objects.bulk_update(changed, UPDATABLE, batch_size=batch_size)
+            _bulk_update(changed, UPDATABLE, batch_size=batch_size)
         Deltas().add(before, sign=-1).add(changed).add(created).apply()
     return {"created": created, "updated": changed, "unchanged": unchanged}
 
@@ -650,7 +683,7 @@ def reprice(pks, price_book, dry_run=False):
                 after.append(usage)
         if after and not dry_run:
             _refuse(after)
-            ModelUsage.objects.bulk_update(after, ("cost", "cost_source"))
+            _bulk_update(after, ("cost", "cost_source"))
             Deltas().add(before, sign=-1).add(after).apply()
     return after
 
@@ -817,7 +850,7 @@ def copy_upsert(source, wanted, price_book, optimistic=True):
             existing, created = _lock_and_insert(source, rows, insert=_copy_insert)
             changed, unchanged, before = _compare(existing, rows, created)
         if changed:
-            ModelUsage.objects.bulk_update(changed, UPDATABLE, batch_size=2000)
+            _bulk_update(changed, UPDATABLE, batch_size=2000)
             Deltas().add(before, sign=-1).add(changed).add(created).apply()
         elif created:
             with connection.cursor() as cursor:
