@@ -374,27 +374,41 @@ def copy(batch_size=50_000, pause=0.0, log=print):
 
 def swap(lock_timeout=5, log=print):
     """Step 3: check the copy and swap the tables, in one short transaction
-    under ACCESS EXCLUSIVE locks. Returns the seconds the locks were held."""
+    under ACCESS EXCLUSIVE locks. Returns the seconds the locks were held.
+
+    The row counts and id sums of both tables are compared in one statement
+    (one snapshot) before the locks: the trigger writes the copy in the
+    writer's own transaction, so any snapshot sees both tables alike once
+    the copy is done, and under the locks nothing can change. So the locks
+    are held for the renames only, whatever the ledger's size."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout)}s'")
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # as in ``detach``
         if relkind(cursor, PROGRESS) is None:
             raise PartitionError("no conversion in progress: prepare first")
-        cursor.execute(f"LOCK TABLE {LEDGER}, {NEW} IN ACCESS EXCLUSIVE MODE")
-        locked = time.monotonic()
         cursor.execute(f"SELECT copied_to, upper_id FROM {PROGRESS}")  # noqa: S608
         copied_to, upper = cursor.fetchone()
         if upper is None or copied_to < upper:
             raise PartitionError(f"copy not finished (ids up to {copied_to} of {upper})")
-        counts = []
-        for table in (LEDGER, NEW):
-            cursor.execute(f"SELECT COUNT(*), COALESCE(SUM(id), 0) FROM {table}")  # noqa: S608
-            counts.append(cursor.fetchone())
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {LEDGER}), (SELECT COALESCE(SUM(id), 0) FROM {LEDGER}), "  # noqa: S608
+            f"(SELECT COUNT(*) FROM {NEW}), (SELECT COALESCE(SUM(id), 0) FROM {NEW})"
+        )
+        row = cursor.fetchone()
+        counts = [row[:2], row[2:]]
         if counts[0] != counts[1]:
             raise PartitionError(
                 f"copy differs from the ledger (rows, id sum): {counts[0]} vs {counts[1]}; "
                 "nothing swapped"
             )
+        cursor.execute(f"LOCK TABLE {LEDGER}, {NEW} IN ACCESS EXCLUSIVE MODE")
+        locked = time.monotonic()
+        if not _one(
+            cursor,
+            "SELECT COUNT(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s",
+            [LEDGER, MIRROR],
+        ):
+            raise PartitionError(f"the trigger {MIRROR} is gone: the copy may have missed writes")
         if _referencing(cursor, LEDGER):
             raise PartitionError("foreign keys point at the ledger: run migrate first")
         cursor.execute(f"DROP TRIGGER {MIRROR} ON {LEDGER}")
