@@ -19,8 +19,9 @@ month, while the site keeps writing:
    (a rerun resumes). Each batch locks its rows FOR SHARE, so a concurrent
    update either committed before (the batch copies its result) or waits
    and is then mirrored onto the copy by the trigger;
-3. ``swap``: one short transaction under ACCESS EXCLUSIVE locks: the row
-   counts and id sums of both tables must agree; the trigger goes, the
+3. ``swap``: the row counts and id sums of both tables must agree (one
+   statement, before any lock); then, in the same transaction under ACCESS
+   EXCLUSIVE locks held for DDL only, the trigger goes, the
    ledger becomes ``usage_modelusage_unpartitioned`` (its foreign keys
    dropped: an archive, kept until ``drop_old``), the new table takes the
    ledger's name, index names and id sequence (set past every id used).
@@ -120,7 +121,7 @@ def state():
 
 
 def partitions():
-    """[(name, bound expression, rows estimate)] of the partitioned ledger, by name."""
+    """[(name, bound expression)] of the partitioned ledger's partitions, by name."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
