@@ -95,11 +95,12 @@ EDGE = utc(2024, 2, 29, 22)
 
 
 def _random_row(rng, source_pk):
+    prompt = rng.randrange(10_000)
     return _row(
         source_pk,
         model_name=rng.choice(["gpt-4o", "claude"]),
-        prompt_tokens=rng.randrange(10_000),
-        cached_input_tokens=rng.choice([None, 0, 10]),
+        prompt_tokens=prompt,
+        cached_input_tokens=rng.choice([None, 0, prompt // 3]),  # a part, never above it
         cost=rng.choice([None, Decimal(rng.randrange(10**6)) / 10**6]),
         timestamp=EDGE + dt.timedelta(minutes=rng.randrange(4 * 60)),
         request_time_ms=rng.choice([None, rng.randrange(100_000)]),
@@ -137,6 +138,7 @@ def _writer(seed, source_pk, stop, errors, done):
                 if row is not None:
                     row.timestamp = EDGE + dt.timedelta(minutes=rng.randrange(4 * 60))
                     row.prompt_tokens = rng.randrange(10_000)
+                    row.cached_input_tokens = None  # a part must not exceed its whole
                     with contextlib.suppress(ModelUsage.DoesNotExist):  # deleted meanwhile
                         ledger.save_usage(row)
             done[seed] = done.get(seed, 0) + 1
