@@ -192,12 +192,16 @@ class QueryAnalytics(Imported):
     Its tokens, model and cost are in the linked ``usage`` ledger row.
     """
 
+    # No database constraint: a partitioned ledger (usage.partitions) has the
+    # primary key (id, timestamp), which a foreign key cannot reference. The
+    # ORM keeps SET_NULL on a ledger row's delete (ledger.delete_usage).
     usage = models.OneToOneField(
         ModelUsage,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="query_analytics",
+        db_constraint=False,
     )
     query_id = models.CharField(max_length=100, null=True, blank=True)
     user = models.ForeignKey(

@@ -19,6 +19,8 @@ from core.tests import factories as f
 from usage import ledger
 from usage.models import ModelUsage
 
+from .partitioning import partitioned_ledger  # noqa: F401 (a fixture for the tests here)
+
 # "Today" of every page and budget in these tests: a Thursday, four days after
 # New York moved to summer time (10 March 2024), so 7-day periods span it.
 TODAY = dt.date(2024, 3, 14)
@@ -29,6 +31,14 @@ Z = ("gpt-4o", "azure")  # same model name, another provider, no price
 C = ("claude-3-5-sonnet", "anthropic")
 L = ("llama-3-70b", "groq")  # never priced, never reported: unpriced
 M = ("mistral-large", "mistral")  # reported costs only, some zero
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "million_rows: converts a 1M-row ledger (PostgreSQL, about a minute); runs in CI, "
+        '-m "not million_rows" leaves it out locally',
+    )
 
 
 def utc(*args):
