@@ -23,7 +23,7 @@ CHROMIUM_ARGS = [
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "rollups_unchecked: the test leaves the code execution roll-ups unequal to the raw "
+        "rollups_unchecked: the test leaves the quality roll-ups unequal to the raw "
         "rows (a repair test), or every query failing (a fault test), on purpose; the "
         "guard below skips it",
     )
@@ -38,20 +38,37 @@ def _uses_database(item):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    """After every test that wrote to the database: the code execution
-    roll-ups (chats.rollups) must equal a recomputation from the raw rows.
-    So a writer that bypasses them (a raw UPDATE, a new write path) fails
-    the test that exercises it, whichever app it is in."""
+    """After every test that wrote to the database: the quality roll-ups
+    (chats.rollups: code executions; chats.feedback_rollups: ratings and
+    answers) must equal a recomputation from the raw rows. So a writer that
+    bypasses them (a raw UPDATE, a new write path) fails the test that
+    exercises it, whichever app it is in."""
     result = yield
     if _uses_database(item) and item.get_closest_marker("rollups_unchecked") is None:
-        from chats import rollups
-        from chats.models import CodeExecution, ExecutionRollup
+        from chats import feedback_rollups, rollups
+        from chats.models import (
+            CodeExecution,
+            ExecutionRollup,
+            FeedbackRollup,
+            Message,
+            MessageFeedback,
+        )
 
         if CodeExecution.objects.exists() or ExecutionRollup.objects.exists():
             wrong = rollups.differences()
             assert not wrong, (
                 "code execution roll-ups unequal to the raw rows (a writer bypassed "
                 f"chats.rollups?): {wrong[:5]}"
+            )
+        if (
+            Message.objects.exists()
+            or MessageFeedback.objects.exists()
+            or FeedbackRollup.objects.exists()
+        ):
+            wrong = feedback_rollups.differences()
+            assert not wrong, (
+                "feedback roll-ups unequal to the raw rows (a writer bypassed "
+                f"chats.feedback_rollups?): {wrong[:5]}"
             )
     return result
 

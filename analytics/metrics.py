@@ -44,7 +44,6 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
-    IntegerField,
     Max,
     Min,
     OuterRef,
@@ -59,6 +58,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth, TruncWeek
 from django.utils import timezone
 
+from chats import feedback_rollups
 from chats import rollups as chat_rollups
 from chats.models import (
     Chat,
@@ -474,37 +474,58 @@ def most_retried(period, scope, limit=10):
 
 LOW_RATING = 2  # 1–2 ★ is a low rating
 
+# The feedback figures read the daily roll-up of ratings and answers
+# (chats.feedback_rollups), never the ratings or messages themselves.
+TEMPERATURE_BANDS = feedback_rollups.TEMPERATURE_BANDS
+MAX_TOKENS_BANDS = feedback_rollups.MAX_TOKENS_BANDS
+
 
 def feedback(period, scope):
-    """Ratings given in the period (feedback without a rating left out)."""
+    """Ratings given in the period (feedback without a rating left out): the
+    raw rows, for lists; the figures read the roll-up."""
     return MessageFeedback.objects.rated().in_period(period).scoped(scope).order_by()
 
 
-def _rating_counts():
+def _rating_sums():
     return {
-        "ratings": Count("id"),
-        "average": Avg("rating"),
-        "low": Count("id", filter=Q(rating__lte=LOW_RATING)),
+        "n_ratings": _total("ratings"),
+        "stars": _total(F("rating") * F("ratings")),
+        "n_low": _total("ratings", filter=Q(rating__lte=LOW_RATING)),
     }
 
 
-def assistant_messages(period, scope, fields=MESSAGE):
-    return Message.objects.assistant().in_period(period).scoped(scope, fields).order_by()
+def _rated(row):
+    """{ratings, average, low, low_share} of a row of ``_rating_sums``."""
+    n = row.pop("n_ratings")
+    stars = row.pop("stars")
+    low = row.pop("n_low")
+    row.update(ratings=n, average=stars / n if n else None, low=low, low_share=ratio(low, n))
+    return row
+
+
+def _answer_sums():
+    return {"n_answers": _total("answers"), "n_mistakes": _total("mistakes")}
+
+
+def _answers(period, scope):
+    """The answer rows of the roll-up in scope (none with a provider: no
+    provider is stored on a message)."""
+    rows = feedback_rollups.rows_in(period, scope, "answer")
+    return rows.none() if scope.provider else rows
 
 
 def feedback_totals(period, scope):
     """Ratings, their average and low share; the share of assistant messages
     rated; mistakes flagged among assistant messages."""
-    row = feedback(period, scope).aggregate(**_rating_counts())
-    row["low_share"] = ratio(row["low"], row["ratings"])
+    row = _rated(feedback_rollups.rows_in(period, scope, "rating").aggregate(**_rating_sums()))
     # Whether an answer was rated is known per message, but not its model
     # when it was not rated: with a model or provider in scope, unknown.
     if scope.model_name or scope.provider:
         row["rated_share"] = None
     else:
-        answers = assistant_messages(period, scope, CHAT_MESSAGE).aggregate(
-            n=Count("id"), rated=Count("id", filter=Q(feedback__rating__isnull=False))
-        )
+        answers = feedback_rollups.rows_in(
+            period, scope, "answer", feedback_rollups.CHAT_FIELDS
+        ).aggregate(n=_total("answers"), rated=_total("rated"))
         row["rated_share"] = ratio(answers["rated"], answers["n"])
     mistakes = mistake_counts(period, scope)
     row["mistakes"] = mistakes["mistakes"]
@@ -513,10 +534,8 @@ def feedback_totals(period, scope):
 
 
 def mistake_counts(period, scope):
-    queryset = assistant_messages(period, scope)
-    if scope.provider:  # no provider is stored on a message
-        queryset = queryset.none()
-    return queryset.aggregate(answers=Count("id"), mistakes=Count("id", filter=Q(is_mistake=True)))
+    found = _answers(period, scope).aggregate(**_answer_sums())
+    return {"answers": found["n_answers"], "mistakes": found["n_mistakes"]}
 
 
 FEEDBACK_HEADLINE = [
@@ -537,29 +556,37 @@ def feedback_headline(period, scope):
 def rating_distribution(period, scope):
     """[(rating, count)] for 1 to 5 ★."""
     found = dict(
-        feedback(period, scope).values("rating").annotate(n=Count("id")).values_list("rating", "n")
+        feedback_rollups.rows_in(period, scope, "rating")
+        .values("rating")
+        .annotate(n=Sum("ratings"))
+        .values_list("rating", "n")
     )
     return [(rating, found.get(rating, 0)) for rating in range(1, 6)]
 
 
 def rating_per_day(period, scope):
     """[(day, ratings, average)] for every day (average None without ratings)."""
-    days = _by_day(
-        feedback(period, scope), "created_at", period, ratings=Count("id"), average=Avg("rating")
-    )
-    return [(day, row["ratings"] or 0, row["average"]) for day, row in days.items()]
+    found = {
+        row["day"]: _rated(row)
+        for row in feedback_rollups.rows_in(period, scope, "rating")
+        .values("day")
+        .annotate(**_rating_sums())
+    }
+    return [
+        (day, found[day]["ratings"], found[day]["average"]) if day in found else (day, 0, None)
+        for day in period.each_day()
+    ]
 
 
-def _rating_rows(queryset, *group):
-    rows = list(queryset.values(*group).annotate(**_rating_counts()))
-    for row in rows:
-        row["low_share"] = ratio(row["low"], row["ratings"])
-    return rows
+def _rating_rows(rows, *group):
+    return [_rated(row) for row in rows.values(*group).annotate(**_rating_sums())]
 
 
 def rating_by_model(period, scope):
     """One row per model and provider rated, lowest average first."""
-    rows = _rating_rows(feedback(period, scope), "model_name", "model_provider")
+    rows = _rating_rows(
+        feedback_rollups.rows_in(period, scope, "rating"), "model_name", "model_provider"
+    )
     rows.sort(
         key=lambda r: (
             r["average"],
@@ -569,23 +596,6 @@ def rating_by_model(period, scope):
         )
     )
     return rows
-
-
-# Ratings by the failed agents of the rated answer's code executions: one
-# row per (feedback, agent), so a rating counts once per agent. The agents'
-# rows are a MATERIALIZED common table: joined as a derived table, SQLite
-# walked them again for every rating (20 s for 15,000 ratings; 0.2 s so).
-_FAILED_AGENT_RATINGS = """
-WITH a AS MATERIALIZED (__AGENTS__)
-SELECT r.agent, COUNT(*), AVG(r.rating), SUM(CASE WHEN r.rating <= %s THEN 1 ELSE 0 END)
-FROM (
-  SELECT DISTINCT fb.id, fb.rating, a.agent
-  FROM chats_messagefeedback fb
-  JOIN chats_codeexecution e ON e.message_id = fb.message_id
-  JOIN a ON a.execution_id = e.id
-  WHERE fb.id IN (__FEEDBACK__) AND a.agent <> '(no agent recorded)'
-) AS r GROUP BY r.agent
-"""
 
 
 def rating_by_agent(period, scope):
@@ -598,100 +608,63 @@ def rating_by_agent(period, scope):
     code executions (``failed_agents`` / ``error_messages``) — the rating of
     an answer whose code by that agent failed.
     """
-    given = feedback(period, scope)
-    rows = _rating_rows(given.filter(message__agent_type__isnull=False), "message__agent_type")
-    for row in rows:
-        row["agent"] = row.pop("message__agent_type")
-        row["known_from"] = "message agent"
-    failing = CodeExecution.objects.filter(is_successful=False, message__feedback__in=given)
-    agents_sql, agent_params = _around(_agent_rows(failing), failing)
-    feedback_sql, feedback_params = _compiled(given.values("id"))
-    sql = _FAILED_AGENT_RATINGS.replace("__AGENTS__", agents_sql).replace(
-        "__FEEDBACK__", feedback_sql
-    )
-    for agent, n, average, low in _fetch(given, sql, [*agent_params, LOW_RATING, *feedback_params]):
-        rows.append(
-            {
-                "agent": agent,
-                "known_from": "code failed",
-                "ratings": n,
-                "average": float(average),
-                "low": low,
-                "low_share": ratio(low, n),
-            }
-        )
+    rows = []
+    for kind, known_from in (("rating", "message agent"), ("agent", "code failed")):
+        found = feedback_rollups.rows_in(period, scope, kind).filter(agent__isnull=False)
+        for row in _rating_rows(found, "agent"):
+            row["known_from"] = known_from
+            rows.append(row)
     rows.sort(key=lambda r: (r["average"], -r["ratings"], r["agent"], r["known_from"]))
     return rows
 
 
-# A band holds its upper bound: 0.3 is in "0 – 0.3", 2,000 in "1,000 – 2,000".
-TEMPERATURE_BANDS = [
-    ("0", Q(temperature=0)),
-    ("0 – 0.3", Q(temperature__gt=0, temperature__lte=0.3)),
-    ("0.3 – 0.7", Q(temperature__gt=0.3, temperature__lte=0.7)),
-    ("above 0.7", Q(temperature__gt=0.7)),
-    (NOT_RECORDED, Q(temperature__isnull=True)),
-]
-MAX_TOKENS_BANDS = [
-    ("up to 1,000", Q(max_tokens__lte=1000)),
-    ("1,000 – 2,000", Q(max_tokens__gt=1000, max_tokens__lte=2000)),
-    ("2,000 – 4,000", Q(max_tokens__gt=2000, max_tokens__lte=4000)),
-    ("4,000 – 8,000", Q(max_tokens__gt=4000, max_tokens__lte=8000)),
-    ("above 8,000", Q(max_tokens__gt=8000)),
-    (NOT_RECORDED, Q(max_tokens__isnull=True)),
-]
-
-
-def _rating_by_band(period, scope, bands):
-    band = Case(
-        *(When(condition, then=Value(n)) for n, (_, condition) in enumerate(bands)),
-        output_field=IntegerField(),
-    )
+def _rating_by_band(period, scope, bands, column):
     found = {
-        row["band"]: row
-        for row in _rating_rows(feedback(period, scope).annotate(band=band), "band")
+        row[column]: row
+        for row in _rating_rows(feedback_rollups.rows_in(period, scope, "rating"), column)
     }
     empty = {"ratings": 0, "average": None, "low": 0, "low_share": None}
-    return [{**found.get(n, empty), "band": label} for n, (label, _) in enumerate(bands)]
+    return [
+        {**{k: v for k, v in found.get(n, empty).items() if k != column}, "band": label}
+        for n, (label, _) in enumerate(bands)
+    ]
 
 
 @memoized
 def rating_by_temperature(period, scope):
     """Ratings per band of the rated call's temperature, every band listed."""
-    return _rating_by_band(period, scope, TEMPERATURE_BANDS)
+    return _rating_by_band(period, scope, TEMPERATURE_BANDS, "temperature_band")
 
 
 def rating_by_max_tokens(period, scope):
     """Ratings per band of the rated call's max tokens, every band listed."""
-    return _rating_by_band(period, scope, MAX_TOKENS_BANDS)
+    return _rating_by_band(period, scope, MAX_TOKENS_BANDS, "max_tokens_band")
 
 
 def mistakes_per_day(period, scope):
     """[(day, assistant messages, flagged as mistakes)] by the message's day."""
-    queryset = assistant_messages(period, scope)
-    if scope.provider:
-        queryset = queryset.none()
-    days = _by_day(
-        queryset,
-        "created_at",
-        period,
-        answers=Count("id"),
-        mistakes=Count("id", filter=Q(is_mistake=True)),
-    )
-    return [(day, row["answers"] or 0, row["mistakes"] or 0) for day, row in days.items()]
+    found = {
+        row["day"]: (row["n_answers"], row["n_mistakes"])
+        for row in _answers(period, scope).values("day").annotate(**_answer_sums())
+    }
+    return [(day, *found.get(day, (0, 0))) for day in period.each_day()]
 
 
 def mistakes_by_model(period, scope):
     """[{model_name, answers, mistakes, share}] for assistant messages that
     carry a model, most mistakes first."""
-    queryset = assistant_messages(period, scope).filter(model_name__isnull=False)
-    if scope.provider:
-        queryset = queryset.none()
-    rows = list(
-        queryset.values("model_name")
-        .annotate(answers=Count("id"), mistakes=Count("id", filter=Q(is_mistake=True)))
-        .order_by("-mistakes", "model_name")
-    )
+    rows = [
+        {
+            "model_name": row["model_name"],
+            "answers": row["n_answers"],
+            "mistakes": row["n_mistakes"],
+        }
+        for row in _answers(period, scope)
+        .filter(model_name__isnull=False)
+        .values("model_name")
+        .annotate(**_answer_sums())
+        .order_by("-n_mistakes", "model_name")
+    ]
     for row in rows:
         row["share"] = ratio(row["mistakes"], row["answers"])
     return rows

@@ -30,7 +30,7 @@ class ChatQuerySet(PeriodQuerySet):
             pks = list(self.values_list("pk", flat=True))
             done = super().update(**kwargs)
             # After the lock: the executions of writers under way are visible.
-            rollups.refresh(rollups.keys_of_chats(pks, self.db), self.db)
+            rollups.chats_written(pks, self.db)
         return done
 
     update.alters_data = True
@@ -42,18 +42,120 @@ class ChatQuerySet(PeriodQuerySet):
         with transaction.atomic(using=self.db):
             rollups.change_chats(self.db)
             done = super().bulk_update(objs, fields, *args, **kwargs)
-            rollups.refresh(rollups.keys_of_chats([obj.pk for obj in objs], self.db), self.db)
+            rollups.chats_written([obj.pk for obj in objs], self.db)
         return done
 
     bulk_update.alters_data = True
 
 
-class MessageQuerySet(PeriodQuerySet):
+class RollupQuerySet(PeriodQuerySet):
+    """Messages and ratings: every write that may move a row in the feedback
+    roll-ups (chats.feedback_rollups) recomputes the keys it touched, in the
+    writing transaction; deletes do through the collector's signals
+    (chats.signals)."""
+
+    # The fields whose change may move a row in the roll-ups.
+    rollup_fields = frozenset()
+
+    def _touched(self, rows):
+        """(feedback roll-up keys, message ids) of these stored rows."""
+        raise NotImplementedError
+
+    def _touched_new(self, objs):
+        """(keys, message ids) of rows just created."""
+        raise NotImplementedError
+
+    def _all(self):
+        """Every row of the table, unfiltered, with this vocabulary."""
+        return type(self)(self.model, using=self.db)
+
+    def _lock_in_order(self):
+        """The pks of these rows, locked in pk order (so two writers of the
+        same rows cannot each hold one the other waits for)."""
+        return list(
+            self.order_by("pk").select_for_update(of=("self",)).values_list("pk", flat=True)
+        )
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            keys, messages = self._touched_new(objs)
+            rollups.written(self.db, feedback=keys, messages=messages)
+        return created
+
+    bulk_create.alters_data = True
+
+    def _rewrite(self, pks, write):
+        rows = self._all().filter(pk__in=pks)
+        keys, messages = self._touched(rows)
+        done = write()
+        after, also = self._touched(rows)
+        rollups.written(self.db, feedback=keys | after, messages=messages | also)
+        return done
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        if not self.rollup_fields & set(fields):
+            return super().bulk_update(objs, fields, *args, **kwargs)
+        objs = list(objs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            pks = self._all().filter(pk__in=[o.pk for o in objs])._lock_in_order()
+            return self._rewrite(
+                pks, lambda: super(RollupQuerySet, self).bulk_update(objs, fields, *args, **kwargs)
+            )
+
+    bulk_update.alters_data = True
+
+    def update(self, **kwargs):
+        if not self.rollup_fields & set(kwargs):
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            pks = self._lock_in_order()
+            # Exactly the rows locked (not rows committed since).
+            return self._rewrite(
+                pks,
+                lambda: models.QuerySet.update(self._all().filter(pk__in=pks), **kwargs),
+            )
+
+    update.alters_data = True
+
+    def delete(self):
+        """Deleted through the collector (whose signals recompute the keys,
+        chats.signals), the rows locked in pk order first."""
+        with transaction.atomic(using=self.db, savepoint=False):
+            pks = self._lock_in_order()
+            return models.QuerySet.delete(self._all().filter(pk__in=pks))
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+
+class MessageQuerySet(RollupQuerySet):
     # No provider is stored on a message.
     scope_fields = Fields("chat__user_id", "chat__organization_id", model="model_name")
     # The chat's app user and organisation only (activity: a message's model
     # says nothing about who was active).
     chat_fields = Fields("chat__user_id", "chat__organization_id")
+    rollup_fields = frozenset(
+        {
+            "chat",
+            "chat_id",
+            "role",
+            "created_at",
+            "source",
+            "source_id",
+            "model_name",
+            "agent_type",
+            "is_mistake",
+        }
+    )
+
+    def _touched(self, rows):
+        return rollups.keys_of(rows), set(rows.values_list("pk", flat=True))
+
+    def _touched_new(self, objs):
+        # Nothing refers to a message before it is committed: no locks.
+        return {rollups.key_of(o.source_id, o.created_at) for o in objs}, set()
 
     def assistant(self):
         return self.filter(role=Message.Role.ASSISTANT)
@@ -63,7 +165,7 @@ class MessageQuerySet(PeriodQuerySet):
         return self.filter(role=Message.Role.USER)
 
 
-class MessageFeedbackQuerySet(PeriodQuerySet):
+class MessageFeedbackQuerySet(RollupQuerySet):
     # Anchored on when the feedback was given.
     scope_fields = Fields(
         "message__chat__user_id",
@@ -71,6 +173,29 @@ class MessageFeedbackQuerySet(PeriodQuerySet):
         model="model_name",
         provider="model_provider",
     )
+    rollup_fields = frozenset(
+        {
+            "message",
+            "message_id",
+            "rating",
+            "model_name",
+            "model_provider",
+            "temperature",
+            "max_tokens",
+            "created_at",
+            "source",
+            "source_id",
+        }
+    )
+
+    def _touched(self, rows):
+        return rollups.keys_of(rows), rollups.message_ids(rows)
+
+    def _touched_new(self, objs):
+        return (
+            {rollups.key_of(o.source_id, o.created_at) for o in objs},
+            {o.message_id for o in objs},
+        )
 
     def rated(self):
         """Feedback with a rating (feedback without one says nothing)."""
@@ -90,7 +215,11 @@ class CodeExecutionQuerySet(PeriodQuerySet):
         objs = list(objs)
         with transaction.atomic(using=self.db):
             created = super().bulk_create(objs, *args, **kwargs)
-            rollups.refresh({rollups.key_of(o.source_id, o.created_at) for o in objs}, self.db)
+            rollups.written(
+                self.db,
+                {rollups.key_of(o.source_id, o.created_at) for o in objs},
+                messages=[o.message_id for o in objs],
+            )
         return created
 
     bulk_create.alters_data = True
@@ -108,10 +237,11 @@ class CodeExecutionQuerySet(PeriodQuerySet):
             self.model._base_manager.using(self.db).filter(
                 pk__in=[o.pk for o in objs]
             )._lock_in_order()
-            before = rollups.keys_of(self.filter(pk__in=[o.pk for o in objs]))
+            rows = self.filter(pk__in=[o.pk for o in objs])
+            before, messages = rollups.keys_of(rows), rollups.message_ids(rows)
             done = super().bulk_update(objs, fields, *args, **kwargs)
-            after = rollups.keys_of(self.filter(pk__in=[o.pk for o in objs]))
-            rollups.refresh(before | after, self.db)
+            after = rollups.keys_of(rows)
+            rollups.written(self.db, before | after, messages=messages | rollups.message_ids(rows))
         return done
 
     bulk_update.alters_data = True
@@ -119,13 +249,12 @@ class CodeExecutionQuerySet(PeriodQuerySet):
     def update(self, **kwargs):
         with transaction.atomic(using=self.db):
             pks = self._lock_in_order()
-            before = rollups.keys_of(self.model._base_manager.using(self.db).filter(pk__in=pks))
+            rows = self.model._base_manager.using(self.db).filter(pk__in=pks)
+            before, messages = rollups.keys_of(rows), rollups.message_ids(rows)
             # Exactly the rows locked (not rows committed since): their keys.
-            done = models.QuerySet.update(
-                self.model._base_manager.using(self.db).filter(pk__in=pks), **kwargs
-            )
-            after = rollups.keys_of(self.model._base_manager.using(self.db).filter(pk__in=pks))
-            rollups.refresh(before | after, self.db)
+            done = models.QuerySet.update(rows, **kwargs)
+            after = rollups.keys_of(rows)
+            rollups.written(self.db, before | after, messages=messages | rollups.message_ids(rows))
         return done
 
     update.alters_data = True
@@ -201,7 +330,7 @@ class Chat(Imported):
             )
             super().save(*args, **kwargs)
             if old is not None and old != (self.user_id, self.organization_id):
-                rollups.refresh(rollups.keys_of_chats([self.pk], using), using)
+                rollups.chats_written([self.pk], using)
 
     save.alters_data = True
 
@@ -300,6 +429,25 @@ class Message(Imported):
         text = self.content if len(self.content) <= 60 else self.content[:57] + "…"
         return f"{self.get_role_display()}: {text}"
 
+    def save(self, *args, **kwargs):
+        """Saved; a change that may move it in the feedback roll-ups
+        (chats.feedback_rollups) recomputes the keys it touched."""
+        fields = kwargs.get("update_fields")
+        manager = type(self).objects
+        if fields is not None and not manager._queryset_class.rollup_fields & set(fields):
+            return super().save(*args, **kwargs)
+        using = kwargs.get("using") or self._state.db or "default"
+        queryset = manager.using(using)
+        with transaction.atomic(using=using, savepoint=False):
+            keys, messages = set(), set()
+            if not self._state.adding and self.pk is not None:
+                keys, messages = queryset._touched(queryset.filter(pk=self.pk))
+            super().save(*args, **kwargs)
+            after, also = queryset._touched(queryset.filter(pk=self.pk))
+            rollups.written(using, feedback=keys | after, messages=messages | also)
+
+    save.alters_data = True
+
 
 class MessageFeedback(Imported):
     """auto-analyst ``message_feedback``: one rating per message."""
@@ -335,6 +483,25 @@ class MessageFeedback(Imported):
 
     def __str__(self):
         return f"{self.rating or '–'}★ on message {self.message_id}"
+
+    def save(self, *args, **kwargs):
+        """Saved; a change that may move it in the feedback roll-ups
+        (chats.feedback_rollups) recomputes the keys it touched."""
+        fields = kwargs.get("update_fields")
+        manager = type(self).objects
+        if fields is not None and not manager._queryset_class.rollup_fields & set(fields):
+            return super().save(*args, **kwargs)
+        using = kwargs.get("using") or self._state.db or "default"
+        queryset = manager.using(using)
+        with transaction.atomic(using=using, savepoint=False):
+            keys, messages = set(), set()
+            if not self._state.adding and self.pk is not None:
+                keys, messages = queryset._touched(queryset.filter(pk=self.pk))
+            super().save(*args, **kwargs)
+            after, also = queryset._touched(queryset.filter(pk=self.pk))
+            rollups.written(using, feedback=keys | after, messages=messages | also)
+
+    save.alters_data = True
 
 
 class CodeExecution(Imported):
@@ -387,12 +554,13 @@ class CodeExecution(Imported):
         """Saved, and the roll-up keys of its old and new day recomputed."""
         using = kwargs.get("using") or self._state.db or "default"
         with transaction.atomic(using=using):
-            keys = set()
+            keys, messages = set(), {self.message_id}
             if not self._state.adding and self.pk is not None:
-                keys = rollups.keys_of(type(self)._base_manager.using(using).filter(pk=self.pk))
+                old = type(self)._base_manager.using(using).filter(pk=self.pk)
+                keys, messages = rollups.keys_of(old), messages | rollups.message_ids(old)
             super().save(*args, **kwargs)
             keys.add(rollups.key_of(self.source_id, self.created_at))
-            rollups.refresh(keys, using)
+            rollups.written(using, keys, messages=messages)
 
     save.alters_data = True
 
@@ -625,4 +793,5 @@ class Review(models.Model):
 
 # The roll-ups of these tables (imported here so Django finds their models).
 from . import rollups  # noqa: E402
+from .feedback_rollups import FeedbackRollup  # noqa: E402, F401
 from .rollups import ExecutionRollup  # noqa: E402, F401

@@ -489,7 +489,26 @@ def change_chats(using="default"):
 CHAT_LOCK = LOCK_CLASS + 1
 
 
-# Keys whose recomputation waits for the end of a ``deferred`` block.
+class _Touched:
+    """What writes touched: execution keys, feedback keys (chats.feedback_rollups)
+    and the messages written (whose locks come first)."""
+
+    def __init__(self, using):
+        self.using = using
+        self.executions = set()
+        self.feedback = set()
+        self.messages = set()
+
+    def add(self, executions=(), feedback=(), messages=()):
+        self.executions.update(executions)
+        self.feedback.update(feedback)
+        self.messages.update(pk for pk in messages if pk is not None)
+
+    def __bool__(self):
+        return bool(self.executions or self.feedback or self.messages)
+
+
+# What writes inside a ``deferred`` block touched, recomputed when it ends.
 _DEFERRED = ContextVar("chats_rollup_deferred", default=None)
 
 
@@ -508,8 +527,8 @@ def deferred(using="default"):
     if _DEFERRED.get() is not None:
         yield
         return
-    keys = set()
-    token = _DEFERRED.set((using, keys))
+    touched = _Touched(using)
+    token = _DEFERRED.set(touched)
     failed = False
     try:
         yield
@@ -518,21 +537,52 @@ def deferred(using="default"):
         raise
     finally:
         _DEFERRED.reset(token)
-        if not failed or not connections[using].in_atomic_block:
-            refresh(keys, using)
+        if touched and (not failed or not connections[using].in_atomic_block):
+            _recompute(touched)
+
+
+def written(using, executions=(), feedback=(), messages=()):
+    """After a write, in its transaction: recompute the execution keys and
+    the feedback keys (chats.feedback_rollups) it touched, and those of the
+    messages it wrote (their answers and ratings), the messages locked first
+    (chats.feedback_rollups docstring: the lock order)."""
+    using = using or router.db_for_write(ExecutionRollup)
+    waiting = _DEFERRED.get()
+    if waiting is not None and waiting.using == using:
+        waiting.add(executions, feedback, messages)
+        return
+    touched = _Touched(using)
+    touched.add(executions, feedback, messages)
+    if touched:
+        _recompute(touched)
+
+
+def _recompute(touched):
+    from . import feedback_rollups  # noqa: PLC0415 (it imports this module)
+
+    using = touched.using
+    with transaction.atomic(using=using, savepoint=False):
+        feedback = set(touched.feedback)
+        if touched.messages:
+            feedback_rollups.lock_messages(touched.messages, using)
+            feedback |= feedback_rollups.keys_of_messages(touched.messages, using)
+        _refresh(touched.executions, using)
+        feedback_rollups.refresh(feedback, using)
 
 
 def refresh(keys, using=None):
+    """Recompute the execution roll-up rows of these (day, source) keys
+    (``written`` for writers that touch both roll-ups)."""
+    written(using, executions=keys)
+
+
+def _refresh(keys, using=None):
     """Recompute the roll-up rows of these (day, source) keys from the raw
     rows, in the current transaction (module docstring)."""
     keys = {key for key in keys if key[0] is not None}
     if not keys:
         return
     using = using or router.db_for_write(ExecutionRollup)
-    waiting = _DEFERRED.get()
-    if waiting is not None and waiting[0] == using:
-        waiting[1].update(keys)
-        return
     with transaction.atomic(using=using):
         _advisory(using, "pg_advisory_xact_lock_shared", CHAT_LOCK, 0)
         _lock(keys, using)
@@ -572,6 +622,23 @@ def keys_of_chats(chat_pks, using=None):
     return keys_of(_executions().using(using or "default").filter(chat_id__in=chat_pks))
 
 
+def chats_written(chat_pks, using):
+    """After a change of these chats' app users or organisations: recompute
+    the keys of their executions, messages and ratings."""
+    from . import feedback_rollups  # noqa: PLC0415
+
+    written(
+        using,
+        keys_of_chats(chat_pks, using),
+        feedback_rollups.keys_of_chats(chat_pks, using),
+    )
+
+
+def message_ids(queryset):
+    """The messages of these executions or ratings (their ``message_id``)."""
+    return set(queryset.order_by().values_list("message_id", flat=True).distinct()) - {None}
+
+
 def rebuild(using=None):
     """Recompute every key from the raw rows; returns the rows written."""
     using = using or router.db_for_write(ExecutionRollup)
@@ -583,32 +650,54 @@ def rebuild(using=None):
                     f"LOCK TABLE {ExecutionRollup._meta.db_table} IN SHARE ROW EXCLUSIVE MODE"  # noqa: S608
                 )
         ExecutionRollup.objects.using(using).all()._raw_delete(using)
-        refresh(keys, using)
+        _refresh(keys, using)
         return ExecutionRollup.objects.using(using).count()
 
 
 # -- the collector's deletes ------------------------------------------------------------
 
-# Keys of code executions (or of an organisation's chats) the collector is
-# about to delete or set NULL: gathered in pre_delete, recomputed at the
-# first post_delete of the pass (everything of the pass is written by then).
+# What the collector is about to delete or set NULL (code executions,
+# messages, ratings, an organisation's chats): gathered in pre_delete. The
+# collector deletes one model's rows after another (ratings and executions
+# before their messages) and sends post_delete after each model's rows: the
+# keys are recomputed at the first post_delete of each model, so the last
+# recomputation of a pass sees all of it. A pre_delete after a post_delete
+# starts a new pass.
 _PENDING = ContextVar("chats_rollup_pending", default=None)
 
 
-def pend(keys):
-    pending = _PENDING.get()
-    if pending is None:
-        pending = set()
-        _PENDING.set(pending)
-    pending.update(keys)
+class _Pass:
+    def __init__(self):
+        self.touched = None
+        self.last_deleted = None
 
 
-def flush(using=None):
-    pending = _PENDING.get()
-    if pending:
-        keys = set(pending)
-        pending.clear()
-        refresh(keys, using)
+def _current_pass():
+    current = _PENDING.get()
+    if current is None:
+        current = _Pass()
+        _PENDING.set(current)
+    return current
+
+
+def pend(keys=(), using="default", feedback=(), messages=()):
+    current = _current_pass()
+    if current.touched is None or current.last_deleted is not None:
+        current.touched = _Touched(using)
+        current.last_deleted = None
+    current.touched.add(keys, feedback, messages)
+
+
+def flush(using=None, sender=None):
+    current = _PENDING.get()
+    if current is None or current.touched is None or current.last_deleted is sender:
+        return
+    current.last_deleted = sender
+    if current.touched:
+        touched = current.touched
+        if using is not None:
+            touched.using = using
+        written(touched.using, touched.executions, touched.feedback, touched.messages)
 
 
 def differences(using="default"):

@@ -14,8 +14,8 @@ from django.dispatch import receiver
 
 from core.models import Organization
 
-from . import queues, rollups
-from .models import CodeExecution, Message, MessageFeedback
+from . import feedback_rollups, queues, rollups
+from .models import Chat, CodeExecution, Message, MessageFeedback
 
 
 def _message_ids(model, objs):
@@ -45,32 +45,57 @@ def row_saved(sender, instance, raw=False, update_fields=None, **kwargs):
     queues.schedule_fill(_message_ids(sender, [instance]))
 
 
-# The code execution roll-ups (chats.rollups) under Django's deletes: the
-# collector (a delete of executions, or of the chats, messages and app users
-# they cascade from) sends pre_delete for every row before it deletes
-# anything, and post_delete after; an organisation deleted sets its chats'
-# organisation to NULL in between.
+# The roll-ups (chats.rollups, chats.feedback_rollups) under Django's
+# deletes: the collector (a delete of executions, ratings or messages, or of
+# the chats and app users they cascade from) sends pre_delete for every row
+# before it deletes anything, and post_delete after each model's rows; an
+# organisation deleted sets its chats' organisation to NULL in between.
 
 
 @receiver(pre_delete, sender=CodeExecution, dispatch_uid="chats_rollup_execution_deleting")
-def execution_deleting(sender, instance, **kwargs):
-    rollups.pend({rollups.key_of(instance.source_id, instance.created_at)})
+def execution_deleting(sender, instance, using="default", **kwargs):
+    rollups.pend(
+        {rollups.key_of(instance.source_id, instance.created_at)},
+        using,
+        messages=[instance.message_id],
+    )
+
+
+@receiver(pre_delete, sender=Message, dispatch_uid="chats_rollup_message_deleting")
+def message_deleting(sender, instance, using="default", **kwargs):
+    rollups.pend(using=using, feedback={rollups.key_of(instance.source_id, instance.created_at)})
+
+
+@receiver(pre_delete, sender=MessageFeedback, dispatch_uid="chats_rollup_feedback_deleting")
+def feedback_deleting(sender, instance, using="default", **kwargs):
+    rollups.pend(
+        using=using,
+        feedback={rollups.key_of(instance.source_id, instance.created_at)},
+        messages=[instance.message_id],
+    )
 
 
 @receiver(pre_delete, sender=Organization, dispatch_uid="chats_rollup_org_deleting")
 def organization_deleting(sender, instance, using="default", **kwargs):
     rollups.change_chats(using)  # its chats' organisation is set to NULL
+    chats = list(
+        Chat._base_manager.using(using)
+        .filter(organization_id=instance.pk)
+        .values_list("pk", flat=True)
+    )
     rollups.pend(
-        rollups.keys_of(
-            CodeExecution._base_manager.using(using).filter(chat__organization_id=instance.pk)
-        )
+        rollups.keys_of_chats(chats, using),
+        using,
+        feedback=feedback_rollups.keys_of_chats(chats, using),
     )
 
 
 @receiver(post_delete, sender=CodeExecution, dispatch_uid="chats_rollup_execution_deleted")
+@receiver(post_delete, sender=Message, dispatch_uid="chats_rollup_message_deleted")
+@receiver(post_delete, sender=MessageFeedback, dispatch_uid="chats_rollup_feedback_deleted")
 @receiver(post_delete, sender=Organization, dispatch_uid="chats_rollup_org_deleted")
 def rollup_rows_deleted(sender, instance, using="default", **kwargs):
-    rollups.flush(using)
+    rollups.flush(using, sender)
 
 
 def _wrap(manager, name, model):

@@ -17,7 +17,6 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import (
-    Avg,
     Case,
     Count,
     DecimalField,
@@ -33,8 +32,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from chats import feedback_rollups
 from chats import rollups as chat_rollups
-from chats.models import Chat, Message, MessageFeedback
+from chats.models import Chat, MessageFeedback
 from core.models import AppUser, Organization
 from core.pages.figures import Figure
 from core.pages.memo import memoized as page_memoized
@@ -634,16 +634,18 @@ def _quality_by_model(period, scope):
     # Grouped by model name below: the model and provider of the scope are
     # the ledger rows', not filters of these tables.
     scope = scope.without("model_name", "provider")
-    feedback = MessageFeedback.objects.rated().in_period(period).scoped(scope)
-    # Code success from the code execution roll-up (chats.rollups): rows per
-    # day and model, not every code run of the period.
+    # Ratings, code success and mistakes from the quality roll-ups
+    # (chats.feedback_rollups, chats.rollups): rows per day and model, not
+    # every rating, code run or message of the period.
     executions = chat_rollups.rows_in(period, scope, "day").filter(model_name__isnull=False)
-    assistant = (
-        Message.objects.assistant().in_period(period).scoped(scope).filter(model_name__isnull=False)
-    )
-    ratings = dict(
-        feedback.values("model_name").annotate(a=Avg("rating")).values_list("model_name", "a")
-    )
+    ratings = {
+        name: stars / n
+        for name, stars, n in feedback_rollups.rows_in(period, scope, "rating")
+        .values("model_name")
+        .annotate(stars=Sum(F("rating") * F("ratings")), n=Sum("ratings"))
+        .values_list("model_name", "stars", "n")
+        if n
+    }
     success = {
         name: ok / n
         for name, ok, n in executions.values("model_name")
@@ -653,9 +655,12 @@ def _quality_by_model(period, scope):
     }
     mistakes = {
         name: bad / n
-        for name, bad, n in assistant.values("model_name")
-        .annotate(bad=Count("id", filter=Q(is_mistake=True)), n=Count("id"))
+        for name, bad, n in feedback_rollups.rows_in(period, scope, "answer")
+        .filter(model_name__isnull=False)
+        .values("model_name")
+        .annotate(bad=Sum("mistakes"), n=Sum("answers"))
         .values_list("model_name", "bad", "n")
+        if n
     }
     return ratings, success, mistakes
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
@@ -25,7 +26,6 @@ from analytics import metrics as quality
 from analytics import views
 from analytics.filters import ExecutionFilter, QualityFilter
 from analytics.tests.test_quality_metrics import world  # noqa: F401 (a fixture)
-from chats import rollups as chat_rollups
 from chats.views import transcript_url
 from core.models import User
 from core.pages.formats import CSV_PLACES, csv_label, csv_value
@@ -390,7 +390,7 @@ def test_days_are_cut_in_the_zone_shown(as_manager, world, settings):  # noqa: F
     settings.TIME_ZONE = "America/New_York"
     # Roll-up days are cut when rows are written: a new TIME_ZONE is followed
     # by rebuild_quality_rollups (docs/DEPLOY.md).
-    chat_rollups.rebuild()
+    call_command("rebuild_quality_rollups", stdout=io.StringIO())
 
     page = get_page(as_manager, CODE, period="today")
 
@@ -741,10 +741,11 @@ def test_query_counts_do_not_grow_with_rows(
     # messages parsed (1).
     with django_assert_num_queries(ADMIN_REQUEST + FILTER_BAR + 3):
         assert client.get(EXECUTIONS, {"period": "30d", "agent": AGENT}).status_code == 200
-    # Feedback: headline now and before, each ratings, answers rated and
-    # mistakes (6); distribution, per day, temperature, mistakes per day (4);
-    # by model (1); by agent: the message agents and the failed agents (2);
-    # max tokens (1); mistakes by model (1).
+    # Feedback, every figure from the feedback roll-up (chats.feedback_rollups):
+    # headline now and before, each ratings, answers rated and mistakes (6);
+    # distribution, per day, temperature, mistakes per day (4); by model (1);
+    # by agent: the message agents and the failed agents (2); max tokens (1);
+    # mistakes by model (1).
     with django_assert_num_queries(ADMIN_REQUEST + FILTER_BAR + 15):
         assert client.get(FEEDBACK, {"period": "30d"}).status_code == 200
     # Activity: headline now and before, each active users, new users, chats,

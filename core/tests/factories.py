@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
+from chats.feedback_rollups import FeedbackRollup
 from chats.models import Chat, CodeExecution, Message, MessageFeedback, UploadedFile
 from chats.rollups import ExecutionRollup
 from core import template_history
@@ -564,6 +565,21 @@ class ExecutionRollupFactory(factory.django.DjangoModelFactory):
     successes = 3
 
 
+class FeedbackRollupFactory(factory.django.DjangoModelFactory):
+    """A per-day row of ratings of the feedback roll-up, planted as it is (no
+    raw rows behind it: tests of the guard and of repairs)."""
+
+    class Meta:
+        model = FeedbackRollup
+
+    kind = FeedbackRollup.Kind.RATING
+    day = factory.Sequence(lambda n: dt.date(2024, 1, 1) + dt.timedelta(days=n))
+    model_name = "gpt-4o-mini"
+    model_provider = "openai"
+    rating = 4
+    ratings = 3
+
+
 def factories_by_model():
     """{model class: its factory} for every concrete factory in this module."""
     found = {}
@@ -627,10 +643,10 @@ class ReviewFactory(factory.django.DjangoModelFactory):
 
 
 def one_row_of_every_model():
-    """A row of every model that has a factory, but the code execution
-    roll-up: the writers keep it from the raw rows (the CodeExecution row
-    made here fills it), and a planted row would disagree with them (the
-    roll-up guard in conftest.py)."""
+    """A row of every model that has a factory, but the quality roll-ups:
+    the writers keep them from the raw rows (the CodeExecution, Message and
+    MessageFeedback rows made here fill them), and a planted row would
+    disagree with them (the roll-up guard in conftest.py)."""
     for model, make in factories_by_model().items():
-        if model is not ExecutionRollup:
+        if model not in (ExecutionRollup, FeedbackRollup):
             make()

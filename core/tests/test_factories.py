@@ -23,7 +23,7 @@ def _params():
     # (conftest.py) is off for it.
     return [
         pytest.param(m, marks=pytest.mark.rollups_unchecked)
-        if m._meta.label == "chats.ExecutionRollup"
+        if m._meta.label in ("chats.ExecutionRollup", "chats.FeedbackRollup")
         else m
         for m in _project_models()
     ]

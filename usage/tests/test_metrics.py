@@ -9,15 +9,16 @@ in the zone in force when the rows are written.
 
 import calendar
 import datetime as dt
+import io
 import threading
 from collections import defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
-from chats import rollups as quality_rollups
 from core.tests import factories as f
 from usage import ledger, metrics, rollups
 from usage.metrics import Period, Scope
@@ -897,7 +898,7 @@ def test_rebuild_after_changing_the_zone_cuts_days_in_the_new_zone(awkward, sett
 
     # After a change of TIME_ZONE both kinds of roll-up are rebuilt (DEPLOY.md).
     ledger.rebuild()
-    quality_rollups.rebuild()
+    call_command("rebuild_quality_rollups", stdout=io.StringIO())
 
     raw = Raw(other)
     fresh = dict(metrics.cost_per_day(period, Scope(user_id=ann)))

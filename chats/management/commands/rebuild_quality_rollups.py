@@ -1,13 +1,16 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from chats import rollups
+from chats import feedback_rollups, rollups
+
+# The quality pages' roll-ups: (name, module with rebuild() and differences()).
+ROLLUPS = [("code execution", rollups), ("feedback", feedback_rollups)]
 
 
 class Command(BaseCommand):
     help = (
-        "Recompute the code execution roll-ups of the quality pages from the raw rows "
-        "(in one transaction), for repairs and after a change of TIME_ZONE. Writers keep "
-        "them exact, so no schedule needs it."
+        "Recompute the quality pages' roll-ups (code executions, ratings and answers) "
+        "from the raw rows (each in one transaction), for repairs and after a change of "
+        "TIME_ZONE. Writers keep them exact, so no schedule needs it."
     )
 
     def add_arguments(self, parser):
@@ -19,12 +22,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, check=False, **options):
         if check:
-            wrong = rollups.differences()
-            if wrong:
-                raise CommandError(f"{len(wrong)} roll-up rows differ from the raw rows.")
+            wrong = {name: len(module.differences()) for name, module in ROLLUPS}
+            if any(wrong.values()):
+                raise CommandError(
+                    "; ".join(
+                        f"{n} {name} roll-up rows differ from the raw rows"
+                        for name, n in wrong.items()
+                        if n
+                    )
+                    + "."
+                )
             self.stdout.write(self.style.SUCCESS("The roll-ups equal the raw rows."))
             return
-        written = rollups.rebuild()
-        self.stdout.write(
-            self.style.SUCCESS(f"Rebuilt the code execution roll-ups ({written} rows).")
-        )
+        for name, module in ROLLUPS:
+            written = module.rebuild()
+            self.stdout.write(self.style.SUCCESS(f"Rebuilt the {name} roll-ups ({written} rows)."))
