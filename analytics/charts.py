@@ -5,6 +5,7 @@ static/usage/charts.js from json_script blocks with our own plotly.js."""
 
 from core.pages.charts import bars, lines, stacked, volume_and_line, volume_and_rate
 from core.pages.figures import ratio
+from usage.charts import model_colours
 
 from . import metrics
 from .tables import bucket
@@ -17,6 +18,7 @@ def code(view):
     agents = metrics.failures_by_agent(period, scope)[:10]
     per_chat = metrics.executions_per_chat(period, scope)
     by_model = metrics.success_by_model(period, scope)
+    colours = model_colours([r["model_name"] for r in by_model])
     return {
         "figures": metrics.execution_headline(period, scope),
         "charts": {
@@ -46,6 +48,7 @@ def code(view):
                 "success rate",
                 horizontal=True,
                 tickformat=".0%",
+                colours=[colours[r["model_name"]] for r in by_model],
             ),
         },
     }

@@ -1,6 +1,7 @@
 """The usage pages' charts and figures: plotly figure specifications (plain
 dicts, core.pages.charts) of usage.metrics' series, and each page's context."""
 
+from core.pages import palette
 from core.pages.charts import LAYOUT, layout
 
 from . import drill, metrics
@@ -8,14 +9,28 @@ from . import drill, metrics
 __all__ = ["LAYOUT", "stacked_cost_by_model", "tokens_in_out", "bars", "cost_line"]
 
 
+def model_colours(names):
+    """{model name: colour} of the names on one chart: each model's colour of
+    every page (core.pages.palette, ranked in usage.metrics.model_names)."""
+    return palette.colours(metrics.model_names(), names)
+
+
 def stacked_cost_by_model(series, days):
-    """series: [(day, model_name, cost)] → a bar per model, stacked per day."""
+    """series: [(day, model_name, cost)] → a bar per model, stacked per day,
+    each model in its own colour."""
     x = [day.isoformat() for day in days]
     by_model = {}
     for day, model_name, cost in series:
         by_model.setdefault(model_name, {})[day.isoformat()] = float(cost or 0)
+    colours = model_colours(sorted(by_model))
     traces = [
-        {"type": "bar", "name": name, "x": x, "y": [costs.get(d, 0) for d in x]}
+        {
+            "type": "bar",
+            "name": name,
+            "x": x,
+            "y": [costs.get(d, 0) for d in x],
+            "marker": {"color": colours[name]},
+        }
         for name, costs in sorted(by_model.items())
     ]
     return {
@@ -117,9 +132,10 @@ def subject(view):
 # -- one model's page ------------------------------------------------------------
 
 
-def cost_and_requests(rows):
-    """rows: metrics.per_day → cost bars (left axis) and a line of requests
-    (right axis); hover shows the tokens too."""
+def cost_and_requests(rows, colour="#9ecae1"):
+    """rows: metrics.per_day → cost bars (left axis, in the model's
+    ``colour``) and a line of requests (right axis); hover shows the tokens
+    too."""
     x = [day.isoformat() for day, *_ in rows]
     return {
         "data": [
@@ -130,7 +146,7 @@ def cost_and_requests(rows):
                 "y": [float(cost) for _, cost, *_ in rows],
                 "customdata": [tokens for _, _, _, tokens, _ in rows],
                 "hovertemplate": "%{x}: $%{y:,.4f}, %{customdata:,} tokens<extra></extra>",
-                "marker": {"color": "#9ecae1"},
+                "marker": {"color": colour},
             },
             {
                 "type": "scatter",
@@ -139,7 +155,8 @@ def cost_and_requests(rows):
                 "x": x,
                 "y": [requests for _, _, requests, _, _ in rows],
                 "yaxis": "y2",
-                "line": {"color": "#08519c"},
+                # Dark grey dashes: apart from any model's bars.
+                "line": {"color": "#333333", "dash": "dot"},
             },
         ],
         "layout": layout(
@@ -172,7 +189,11 @@ def model(view):
         "provider": scope.provider,
         "summary": metrics.model_summary(period, scope),
         "figures": metrics.headline(period, scope),
-        "charts": {"per_day": cost_and_requests(metrics.per_day(period, scope))},
+        "charts": {
+            "per_day": cost_and_requests(
+                metrics.per_day(period, scope), model_colours([scope.model_name])[scope.model_name]
+            )
+        },
         "drill": {"per_day": drill.ledger_url(drill.DAY, scope)},
     }
 

@@ -43,6 +43,7 @@ from core.pages.period import Period, Scope
 from .models import (
     LATENCY_BUCKETS_MS,
     Budget,
+    DailyTotal,
     DailyUsage,
     ModelPrice,
     ModelUsage,
@@ -252,6 +253,24 @@ def reading_from(source):
         yield
     finally:
         _reader.reset(token)
+
+
+# -- what the roll-ups know -------------------------------------------------------
+
+
+@page_memoized
+def rollup_distinct(field):
+    """The distinct values of a key column of the smallest roll-up (days ×
+    models), ordered: the filter bar's model and provider choices, and the
+    models' one order the palette ranks them in (``model_names``). Once per
+    request."""
+    return list(DailyTotal.objects.order_by(field).values_list(field, flat=True).distinct())
+
+
+def model_names():
+    """Every model name the ledger holds, alphabetical (the palette's order:
+    core.pages.palette)."""
+    return rollup_distinct("model_name")
 
 
 # -- latency percentiles from the histogram ---------------------------------

@@ -113,8 +113,9 @@ def stacked(days, series, y_title):
     }
 
 
-def bars(labels, values, title, horizontal=False, tickformat=None, tickprefix=None):
-    """A bar per label; horizontal bars list the first label on top."""
+def bars(labels, values, title, horizontal=False, tickformat=None, tickprefix=None, colours=None):
+    """A bar per label; horizontal bars list the first label on top.
+    ``colours``: a colour per bar (a model's, core.pages.palette)."""
     labels = [str(label) for label in labels]
     values = [number(v) for v in values]
     axis = {"title": {"text": title}}
@@ -122,9 +123,10 @@ def bars(labels, values, title, horizontal=False, tickformat=None, tickprefix=No
         axis["tickformat"] = tickformat
     if tickprefix:
         axis["tickprefix"] = tickprefix
+    marker = {"marker": {"color": list(colours)}} if colours is not None else {}
     if horizontal:
         return {
-            "data": [{"type": "bar", "orientation": "h", "y": labels, "x": values}],
+            "data": [{"type": "bar", "orientation": "h", "y": labels, "x": values, **marker}],
             "layout": layout(
                 yaxis={"autorange": "reversed", "automargin": True, "type": "category"},
                 xaxis=axis,
@@ -132,6 +134,6 @@ def bars(labels, values, title, horizontal=False, tickformat=None, tickprefix=No
             ),
         }
     return {
-        "data": [{"type": "bar", "x": labels, "y": values}],
+        "data": [{"type": "bar", "x": labels, "y": values, **marker}],
         "layout": layout(xaxis={"type": "category"}, yaxis=axis, showlegend=False),
     }
