@@ -3,8 +3,9 @@
 specifications from the page kit (core.pages.charts), drawn by
 static/usage/charts.js from json_script blocks with our own plotly.js."""
 
-from core.pages.charts import bars, lines, stacked, volume_and_line, volume_and_rate
+from core.pages.charts import bars, lines, stacked, texts, volume_and_line, volume_and_rate
 from core.pages.figures import ratio
+from core.pages.formats import a_date
 from usage.charts import model_colours
 
 from . import metrics
@@ -47,7 +48,7 @@ def code(view):
                 [r["success_rate"] for r in by_model],
                 "success rate",
                 horizontal=True,
-                tickformat=".0%",
+                kind="share",
                 colours=[colours[r["model_name"]] for r in by_model],
             ),
         },
@@ -79,6 +80,7 @@ def feedback(view):
                 "Ratings",
                 "Average rating",
                 "average ★",
+                kind="rating",
                 range=[0, 5.1],
                 dtick=1,
             ),
@@ -87,6 +89,7 @@ def feedback(view):
                 [r["average"] for r in temperature],
                 "average ★",
                 horizontal=True,
+                kind="rating",
             ),
             "mistakes": volume_and_line(
                 [d for d, *_ in mistakes],
@@ -95,6 +98,7 @@ def feedback(view):
                 "Mistakes flagged",
                 "Share of answers",
                 "share of answers",
+                kind="share",
                 tickformat=".1%",
             ),
         },
@@ -135,9 +139,13 @@ def activity(view):
                 "Sessions",
                 "Average length (min)",
                 "minutes",
+                hovers=texts([s for *_, s in sessions], "duration"),
             ),
             "weeks": bars(
-                [w.isoformat() for w, *_ in weeks], [n for _, n, *_ in weeks], "active app users"
+                # the week's Monday as the weeks table writes it
+                [a_date(w) for w, *_ in weeks],
+                [n for _, n, *_ in weeks],
+                "active app users",
             ),
         },
     }
@@ -161,7 +169,16 @@ def text_to_sql(view):
                 "queries",
             ),
             "time": lines(
-                days, [("Average execution time (s)", [t for *_, t in per_day])], "seconds"
+                days,
+                [
+                    (
+                        "Average execution time (s)",
+                        [t for *_, t in per_day],
+                        # read like a latency: seconds from 1 s, ms below
+                        texts([None if t is None else t * 1000 for *_, t in per_day], "ms"),
+                    )
+                ],
+                "seconds",
             ),
             "rows": bars(
                 [b["band"] for b in bands],
