@@ -4,7 +4,7 @@ specifications from the page kit (core.pages.charts), drawn by
 static/usage/charts.js from json_script blocks with our own plotly.js."""
 
 from core.pages.charts import bars, lines, stacked, texts, volume_and_line, volume_and_rate
-from core.pages.figures import ratio
+from core.pages.figures import ratio, so_far_note
 from core.pages.formats import a_date
 from usage.charts import model_colours
 
@@ -22,6 +22,7 @@ def code(view):
     colours = model_colours([r["model_name"] for r in by_model])
     return {
         "figures": metrics.execution_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "per_day": volume_and_rate(
                 [d for d, *_ in per_day],
@@ -69,6 +70,7 @@ def feedback(view):
     days = [d for d, *_ in per_day]
     return {
         "figures": metrics.feedback_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "distribution": bars(
                 [f"{r} ★" for r, _ in distribution], [n for _, n in distribution], "ratings"
@@ -115,6 +117,7 @@ def activity(view):
     days = period.each_day()
     return {
         "figures": metrics.activity_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "users": lines(
                 days,
@@ -158,6 +161,7 @@ def text_to_sql(view):
     days = [d for d, *_ in per_day]
     return {
         "figures": metrics.query_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "per_day": stacked(
                 days,

@@ -1,6 +1,8 @@
 """The usage pages' charts and figures: plotly figure specifications (plain
 dicts, core.pages.charts) of usage.metrics' series, and each page's context."""
 
+from django.utils import timezone
+
 from core.pages import palette
 from core.pages.charts import (
     DAY_VALUE,
@@ -123,11 +125,21 @@ def cost_line(series):
 # -- each page's figures and charts (core.pages.views.Page.context) -----------
 
 
+def headline(period, scope):
+    """The headline figures and the note on what they are compared with
+    (today so far: the same hours of yesterday), at one instant."""
+    now = timezone.now()
+    return {
+        "figures": metrics.headline(period, scope, now),
+        "figures_note": metrics.compared_with(period, now)[1],
+    }
+
+
 def overview(view):
     period, scope = view.period, view.scope
     providers = metrics.cost_by_provider(period, scope)
     return {
-        "figures": metrics.headline(period, scope),
+        **headline(period, scope),
         "unpriced": metrics.unpriced_summary(period, scope),
         "charts": {
             "cost_by_model": stacked_cost_by_model(
@@ -146,7 +158,7 @@ def subject(view):
     return {
         "subject": subject,
         "kind": view.options["kind"],
-        "figures": metrics.headline(period, scope),
+        **headline(period, scope),
         "charts": {"cost": cost_line(metrics.cost_per_day(period, scope))},
         "chats": metrics.latest_chats(field, subject.pk),
         "feedback": metrics.latest_feedback(field, subject.pk),
@@ -228,7 +240,7 @@ def model(view):
         "model_name": scope.model_name,
         "provider": scope.provider,
         "summary": metrics.model_summary(period, scope),
-        "figures": metrics.headline(period, scope),
+        **headline(period, scope),
         "charts": {
             "per_day": cost_and_requests(
                 metrics.per_day(period, scope), model_colours([scope.model_name])[scope.model_name]

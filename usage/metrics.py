@@ -36,9 +36,9 @@ from django.utils import timezone
 from chats import rollups as chat_rollups
 from chats.models import Chat, Message, MessageFeedback
 from core.models import AppUser, Organization
-from core.pages.figures import Figure
+from core.pages.figures import Figure, so_far_note
 from core.pages.memo import memoized as page_memoized
-from core.pages.period import Period, Scope
+from core.pages.period import PartialPeriod, Period, Scope
 
 from .models import (
     LATENCY_BUCKETS_MS,
@@ -397,10 +397,38 @@ HEADLINE = [
 ]
 
 
-def headline(period, scope):
-    """Headline figures with their change against the previous period."""
-    now, before = totals(period, scope, rank_users=True), totals(period.previous(), scope)
-    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in HEADLINE]
+# Reads yesterday's same hours: the roll-ups hold whole days only.
+LEDGER_READER = LedgerReader()
+
+
+def compared_with(period, now=None):
+    """(the period a headline compares with, a note saying so or None).
+
+    Today alone is so far: it is compared with yesterday up to the same
+    local time (a PartialPeriod), not with the whole of yesterday, which
+    would read as a fall of nearly 100 % each morning. A longer period that
+    ends today is compared with the same number of whole days before, and
+    the note says its last day is so far."""
+    if period.days == 1 and period.end == timezone.localdate():
+        before = period.same_hours_before(now or timezone.now())
+        until = timezone.localtime(before.until)
+        return before, f"Today so far, compared with yesterday until {until:%H:%M}."
+    return period.previous(), so_far_note(period)
+
+
+def headline(period, scope, now=None):
+    """Headline figures with their change against the period before
+    (``compared_with``: today so far against the same hours of yesterday,
+    read from the raw ledger through its timestamp index, one day of rows:
+    the roll-ups are per day)."""
+    before_period, _ = compared_with(period, now)
+    current = totals(period, scope, rank_users=True)
+    if isinstance(before_period, PartialPeriod):
+        with reading_from(LEDGER_READER):
+            before = totals(before_period, scope)
+    else:
+        before = totals(before_period, scope)
+    return [Figure(key, label, current[key], before[key], kind) for key, label, kind in HEADLINE]
 
 
 # -- usage without a price ------------------------------------------------------
