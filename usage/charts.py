@@ -158,6 +158,7 @@ def subject(view):
     return {
         "subject": subject,
         "kind": view.options["kind"],
+        "unpriced": metrics.unpriced_summary(period, scope),
         **headline(period, scope),
         "charts": {"cost": cost_line(metrics.cost_per_day(period, scope))},
         "chats": metrics.latest_chats(field, subject.pk),
@@ -239,6 +240,7 @@ def model(view):
     return {
         "model_name": scope.model_name,
         "provider": scope.provider,
+        "unpriced": metrics.unpriced_summary(period, scope),
         "summary": metrics.model_summary(period, scope),
         **headline(period, scope),
         "charts": {

@@ -502,18 +502,33 @@ def tokens_per_day(period, scope):
 
 
 @memoized
-def cost_by_provider(period, scope):
-    """[(provider, cost)] most expensive first."""
+def provider_rows(period, scope):
+    """[{provider, cost, requests, unpriced_requests}] most expensive first:
+    the cost, and the calls without a price it leaves out."""
     reader = current_reader()
     return list(
         current_reader()
         .usage(period, scope)
         .values("provider")
-        .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
-        .filter(requests__gt=0)
-        .order_by("-cost", "provider")
-        .values_list("provider", "cost")
+        .annotate(
+            cost_sum=reader.total("cost"),
+            requests_sum=reader.total("requests"),
+            unpriced_sum=reader.total("unpriced_requests"),
+        )
+        .filter(requests_sum__gt=0)
+        .order_by("-cost_sum", "provider")
+        .values(
+            "provider",
+            cost=F("cost_sum"),
+            requests=F("requests_sum"),
+            unpriced_requests=F("unpriced_sum"),
+        )
     )
+
+
+def cost_by_provider(period, scope):
+    """[(provider, cost)] most expensive first (``provider_rows``)."""
+    return [(row["provider"], row["cost"]) for row in provider_rows(period, scope)]
 
 
 TOP_USERS = 10
@@ -859,22 +874,42 @@ def cost_per_day(period, scope):
     return [(day, found.get(day) or Decimal(0)) for day in period.each_day()]
 
 
-def cost_by_model(period, scope):
-    """[(model_name, provider, cost, tokens, requests)] most expensive first."""
+MODEL_SPEND = ("model_name", "provider", "cost", "tokens", "requests", "unpriced_requests")
+
+
+@memoized
+def model_rows(period, scope):
+    """[{model_name, provider, cost, tokens, requests, unpriced_requests}]
+    most expensive first: each model's spend and the calls without a price
+    its cost leaves out."""
     reader = current_reader()
     return list(
         current_reader()
         .usage(period, scope)
         .values("model_name", "provider")
         .annotate(
-            cost=reader.total("cost"),
-            tokens=reader.total("total_tokens"),
-            requests=reader.total("requests"),
+            cost_sum=reader.total("cost"),
+            tokens_sum=reader.total("total_tokens"),
+            requests_sum=reader.total("requests"),
+            unpriced_sum=reader.total("unpriced_requests"),
         )
-        .filter(requests__gt=0)
-        .order_by(F("cost").desc(nulls_last=True), "model_name")
-        .values_list("model_name", "provider", "cost", "tokens", "requests")
+        .filter(requests_sum__gt=0)
+        .order_by(F("cost_sum").desc(nulls_last=True), "model_name")
+        .values(
+            "model_name",
+            "provider",
+            cost=F("cost_sum"),
+            tokens=F("tokens_sum"),
+            requests=F("requests_sum"),
+            unpriced_requests=F("unpriced_sum"),
+        )
     )
+
+
+def cost_by_model(period, scope):
+    """[(model_name, provider, cost, tokens, requests)] most expensive first
+    (``model_rows``)."""
+    return [tuple(row[key] for key in MODEL_SPEND[:5]) for row in model_rows(period, scope)]
 
 
 # -- budgets ---------------------------------------------------------------
