@@ -53,7 +53,9 @@ def stacked_cost_by_model(series, days):
         )
         for name, costs in sorted(by_model.items())
     ]
-    return figure(traces, layout(barmode="stack", yaxis=MONEY_AXIS))
+    # The legend in the models' alphabetical order (plotly reverses a stack's).
+    legend = {**LAYOUT["legend"], "traceorder": "normal"}
+    return figure(traces, layout(barmode="stack", yaxis=MONEY_AXIS, legend=legend))
 
 
 def tokens_in_out(series):
