@@ -3,8 +3,10 @@
 specifications from the page kit (core.pages.charts), drawn by
 static/usage/charts.js from json_script blocks with our own plotly.js."""
 
-from core.pages.charts import bars, lines, stacked, volume_and_line, volume_and_rate
-from core.pages.figures import ratio
+from core.pages.charts import bars, lines, stacked, texts, volume_and_line, volume_and_rate
+from core.pages.figures import ratio, so_far_note
+from core.pages.formats import a_date
+from usage.charts import model_colours
 
 from . import metrics
 from .tables import bucket
@@ -17,8 +19,10 @@ def code(view):
     agents = metrics.failures_by_agent(period, scope)[:10]
     per_chat = metrics.executions_per_chat(period, scope)
     by_model = metrics.success_by_model(period, scope)
+    colours = model_colours([r["model_name"] for r in by_model])
     return {
         "figures": metrics.execution_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "per_day": volume_and_rate(
                 [d for d, *_ in per_day],
@@ -45,7 +49,8 @@ def code(view):
                 [r["success_rate"] for r in by_model],
                 "success rate",
                 horizontal=True,
-                tickformat=".0%",
+                kind="share",
+                colours=[colours[r["model_name"]] for r in by_model],
             ),
         },
     }
@@ -65,6 +70,7 @@ def feedback(view):
     days = [d for d, *_ in per_day]
     return {
         "figures": metrics.feedback_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "distribution": bars(
                 [f"{r} ★" for r, _ in distribution], [n for _, n in distribution], "ratings"
@@ -76,6 +82,7 @@ def feedback(view):
                 "Ratings",
                 "Average rating",
                 "average ★",
+                kind="rating",
                 range=[0, 5.1],
                 dtick=1,
             ),
@@ -84,6 +91,7 @@ def feedback(view):
                 [r["average"] for r in temperature],
                 "average ★",
                 horizontal=True,
+                kind="rating",
             ),
             "mistakes": volume_and_line(
                 [d for d, *_ in mistakes],
@@ -92,6 +100,7 @@ def feedback(view):
                 "Mistakes flagged",
                 "Share of answers",
                 "share of answers",
+                kind="share",
                 tickformat=".1%",
             ),
         },
@@ -108,6 +117,7 @@ def activity(view):
     days = period.each_day()
     return {
         "figures": metrics.activity_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "users": lines(
                 days,
@@ -132,9 +142,13 @@ def activity(view):
                 "Sessions",
                 "Average length (min)",
                 "minutes",
+                hovers=texts([s for *_, s in sessions], "duration"),
             ),
             "weeks": bars(
-                [w.isoformat() for w, *_ in weeks], [n for _, n, *_ in weeks], "active app users"
+                # the week's Monday as the weeks table writes it
+                [a_date(w) for w, *_ in weeks],
+                [n for _, n, *_ in weeks],
+                "active app users",
             ),
         },
     }
@@ -147,6 +161,7 @@ def text_to_sql(view):
     days = [d for d, *_ in per_day]
     return {
         "figures": metrics.query_headline(period, scope),
+        "figures_note": so_far_note(period),
         "charts": {
             "per_day": stacked(
                 days,
@@ -158,7 +173,16 @@ def text_to_sql(view):
                 "queries",
             ),
             "time": lines(
-                days, [("Average execution time (s)", [t for *_, t in per_day])], "seconds"
+                days,
+                [
+                    (
+                        "Average execution time (s)",
+                        [t for *_, t in per_day],
+                        # read like a latency: seconds from 1 s, ms below
+                        texts([None if t is None else t * 1000 for *_, t in per_day], "ms"),
+                    )
+                ],
+                "seconds",
             ),
             "rows": bars(
                 [b["band"] for b in bands],

@@ -1,94 +1,147 @@
 """The usage pages' charts and figures: plotly figure specifications (plain
 dicts, core.pages.charts) of usage.metrics' series, and each page's context."""
 
-from core.pages.charts import LAYOUT, layout
+from django.utils import timezone
+
+from core.pages import palette
+from core.pages.charts import (
+    DAY_VALUE,
+    LAYOUT,
+    day_texts,
+    figure,
+    hover,
+    iso_days,
+    layout,
+    number,
+    texts,
+)
+from core.pages.formats import display
 
 from . import drill, metrics
 
 __all__ = ["LAYOUT", "stacked_cost_by_model", "tokens_in_out", "bars", "cost_line"]
 
+MONEY_AXIS = {"title": {"text": "USD"}, "tickprefix": "$", "rangemode": "tozero"}
+
+
+def model_colours(names):
+    """{model name: colour} of the names on one chart: each model's colour of
+    every page (core.pages.palette, ranked in usage.metrics.model_names)."""
+    return palette.colours(metrics.model_names(), names)
+
 
 def stacked_cost_by_model(series, days):
-    """series: [(day, model_name, cost)] → a bar per model, stacked per day."""
-    x = [day.isoformat() for day in days]
+    """series: [(day, model_name, cost)] → a bar per model, stacked per day,
+    each model in its own colour; hover: the model, the day, the cost."""
+    x, when = iso_days(days), day_texts(days)
     by_model = {}
     for day, model_name, cost in series:
-        by_model.setdefault(model_name, {})[day.isoformat()] = float(cost or 0)
+        by_model.setdefault(model_name, {})[day.isoformat()] = cost or 0
+    colours = model_colours(sorted(by_model))
     traces = [
-        {"type": "bar", "name": name, "x": x, "y": [costs.get(d, 0) for d in x]}
+        hover(
+            {
+                "type": "bar",
+                "name": name,
+                "x": x,
+                "y": [float(costs.get(d, 0)) for d in x],
+                "marker": {"color": colours[name]},
+            },
+            when,
+            texts([costs.get(d, 0) for d in x], "money"),
+            template=DAY_VALUE,
+        )
         for name, costs in sorted(by_model.items())
     ]
-    return {
-        "data": traces,
-        "layout": layout(barmode="stack", yaxis={"title": {"text": "USD"}, "tickprefix": "$"}),
-    }
+    # The legend in the models' alphabetical order (plotly reverses a stack's).
+    legend = {**LAYOUT["legend"], "traceorder": "normal"}
+    return figure(traces, layout(barmode="stack", yaxis=MONEY_AXIS, legend=legend))
 
 
 def tokens_in_out(series):
     """series: [(day, input, output)] → two lines."""
-    x = [day.isoformat() for day, _, _ in series]
-    return {
-        "data": [
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": "Input",
-                "x": x,
-                "y": [p for _, p, _ in series],
-            },
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": "Output",
-                "x": x,
-                "y": [c for _, _, c in series],
-            },
+    x, when = iso_days(day for day, _, _ in series), day_texts(day for day, _, _ in series)
+    return figure(
+        [
+            hover(
+                {"type": "scatter", "mode": "lines", "name": name, "x": x, "y": values},
+                when,
+                texts(values, "number"),
+                template=DAY_VALUE,
+            )
+            for name, values in (
+                ("Input", [p for _, p, _ in series]),
+                ("Output", [c for _, _, c in series]),
+            )
         ],
-        "layout": layout(yaxis={"title": {"text": "tokens"}}),
-    }
+        layout(yaxis={"title": {"text": "tokens"}, "rangemode": "tozero"}),
+    )
 
 
 def bars(labels, values, title="USD"):
     """A horizontal bar per label (money)."""
-    return {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "y": list(labels),
-                "x": [float(v or 0) for v in values],
-            }
+    labels = list(labels)
+    return figure(
+        [
+            hover(
+                {
+                    "type": "bar",
+                    "orientation": "h",
+                    "y": labels,
+                    "x": [float(v or 0) for v in values],
+                },
+                [str(label) for label in labels],
+                texts(values, "money"),
+                template="%{customdata[0]}: %{customdata[1]}<extra></extra>",
+            )
         ],
-        "layout": layout(
+        layout(
             yaxis={"autorange": "reversed", "automargin": True},
-            xaxis={"title": {"text": title}, "tickprefix": "$"},
+            xaxis={**MONEY_AXIS, "title": {"text": title}},
         ),
-    }
+    )
 
 
 def cost_line(series):
     """series: [(day, cost)] → one line."""
-    return {
-        "data": [
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "x": [day.isoformat() for day, _ in series],
-                "y": [float(cost) for _, cost in series],
-            }
+    days = [day for day, _ in series]
+    return figure(
+        [
+            hover(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": "Cost",
+                    "x": iso_days(days),
+                    "y": [number(cost) for _, cost in series],
+                },
+                day_texts(days),
+                texts([cost for _, cost in series], "money"),
+                template="%{customdata[0]}: %{customdata[1]}<extra></extra>",
+            )
         ],
-        "layout": layout(yaxis={"title": {"text": "USD"}, "tickprefix": "$"}, showlegend=False),
-    }
+        layout(yaxis=MONEY_AXIS, showlegend=False),
+    )
 
 
 # -- each page's figures and charts (core.pages.views.Page.context) -----------
+
+
+def headline(period, scope):
+    """The headline figures and the note on what they are compared with
+    (today so far: the same hours of yesterday), at one instant."""
+    now = timezone.now()
+    return {
+        "figures": metrics.headline(period, scope, now),
+        "figures_note": metrics.compared_with(period, now)[1],
+    }
 
 
 def overview(view):
     period, scope = view.period, view.scope
     providers = metrics.cost_by_provider(period, scope)
     return {
-        "figures": metrics.headline(period, scope),
+        **headline(period, scope),
         "unpriced": metrics.unpriced_summary(period, scope),
         "charts": {
             "cost_by_model": stacked_cost_by_model(
@@ -107,7 +160,8 @@ def subject(view):
     return {
         "subject": subject,
         "kind": view.options["kind"],
-        "figures": metrics.headline(period, scope),
+        "unpriced": metrics.unpriced_summary(period, scope),
+        **headline(period, scope),
         "charts": {"cost": cost_line(metrics.cost_per_day(period, scope))},
         "chats": metrics.latest_chats(field, subject.pk),
         "feedback": metrics.latest_feedback(field, subject.pk),
@@ -117,33 +171,51 @@ def subject(view):
 # -- one model's page ------------------------------------------------------------
 
 
-def cost_and_requests(rows):
-    """rows: metrics.per_day → cost bars (left axis) and a line of requests
-    (right axis); hover shows the tokens too."""
-    x = [day.isoformat() for day, *_ in rows]
-    return {
-        "data": [
-            {
-                "type": "bar",
-                "name": "Cost",
-                "x": x,
-                "y": [float(cost) for _, cost, *_ in rows],
-                "customdata": [tokens for _, _, _, tokens, _ in rows],
-                "hovertemplate": "%{x}: $%{y:,.4f}, %{customdata:,} tokens<extra></extra>",
-                "marker": {"color": "#9ecae1"},
-            },
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": "Requests",
-                "x": x,
-                "y": [requests for _, _, requests, _, _ in rows],
-                "yaxis": "y2",
-                "line": {"color": "#08519c"},
-            },
+def cost_and_requests(rows, colour="#9ecae1"):
+    """rows: metrics.per_day → cost bars (left axis, in the model's
+    ``colour``) and a line of requests (right axis); hover shows the day's
+    cost, tokens and unpriced requests too, as the per-day table does."""
+    days = [day for day, *_ in rows]
+    x, when = iso_days(days), day_texts(days)
+    unpriced = [f" ({display(n, 'number')} without a price)" if n else "" for *_, n in rows]
+    return figure(
+        [
+            hover(
+                {
+                    "type": "bar",
+                    "name": "Cost",
+                    "x": x,
+                    "y": [float(cost) for _, cost, *_ in rows],
+                    "marker": {"color": colour},
+                },
+                when,
+                texts([cost for _, cost, *_ in rows], "money"),
+                texts([tokens for _, _, _, tokens, _ in rows], "number"),
+                texts([requests for _, _, requests, _, _ in rows], "number"),
+                unpriced,
+                template=(
+                    "%{customdata[0]}: %{customdata[1]}<br>%{customdata[2]} tokens, "
+                    "%{customdata[3]} requests%{customdata[4]}<extra></extra>"
+                ),
+            ),
+            hover(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": "Requests",
+                    "x": x,
+                    "y": [requests for _, _, requests, _, _ in rows],
+                    "yaxis": "y2",
+                    # Dark grey dots: apart from any model's bars.
+                    "line": {"color": "#333333", "dash": "dot"},
+                },
+                when,
+                texts([requests for _, _, requests, _, _ in rows], "number"),
+                template="%{customdata[0]}: %{customdata[1]} requests<extra></extra>",
+            ),
         ],
-        "layout": layout(
-            yaxis={"title": {"text": "USD"}, "tickprefix": "$", "rangemode": "tozero"},
+        layout(
+            yaxis=MONEY_AXIS,
             yaxis2={
                 "title": {"text": "requests"},
                 "overlaying": "y",
@@ -153,7 +225,7 @@ def cost_and_requests(rows):
             },
             margin={**LAYOUT["margin"], "r": 56},
         ),
-    }
+    )
 
 
 def with_trace_params(figure, name_param):
@@ -170,9 +242,14 @@ def model(view):
     return {
         "model_name": scope.model_name,
         "provider": scope.provider,
+        "unpriced": metrics.unpriced_summary(period, scope),
         "summary": metrics.model_summary(period, scope),
-        "figures": metrics.headline(period, scope),
-        "charts": {"per_day": cost_and_requests(metrics.per_day(period, scope))},
+        **headline(period, scope),
+        "charts": {
+            "per_day": cost_and_requests(
+                metrics.per_day(period, scope), model_colours([scope.model_name])[scope.model_name]
+            )
+        },
         "drill": {"per_day": drill.ledger_url(drill.DAY, scope)},
     }
 

@@ -4,15 +4,13 @@ roll-ups know."""
 
 from core.pages.filters import PageFilter
 
-from .models import DailyTotal
+from .metrics import rollup_distinct
 
 
 def _distinct(field):
-    # From the smallest roll-up (days × models), not the ledger.
-    return [
-        (value, value)
-        for value in DailyTotal.objects.order_by(field).values_list(field, flat=True).distinct()
-    ]
+    # From the smallest roll-up (days × models), not the ledger; the page's
+    # palette reads the same list (memoized per request).
+    return [(value, value) for value in rollup_distinct(field)]
 
 
 class UsageFilter(PageFilter):

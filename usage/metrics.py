@@ -36,13 +36,14 @@ from chats import feedback_rollups
 from chats import rollups as chat_rollups
 from chats.models import Chat, MessageFeedback
 from core.models import AppUser, Organization
-from core.pages.figures import Figure
+from core.pages.figures import Figure, so_far_note
 from core.pages.memo import memoized as page_memoized
-from core.pages.period import Period, Scope
+from core.pages.period import PartialPeriod, Period, Scope
 
 from .models import (
     LATENCY_BUCKETS_MS,
     Budget,
+    DailyTotal,
     DailyUsage,
     ModelPrice,
     ModelUsage,
@@ -254,6 +255,24 @@ def reading_from(source):
         _reader.reset(token)
 
 
+# -- what the roll-ups know -------------------------------------------------------
+
+
+@page_memoized
+def rollup_distinct(field):
+    """The distinct values of a key column of the smallest roll-up (days ×
+    models), ordered: the filter bar's model and provider choices, and the
+    models' one order the palette ranks them in (``model_names``). Once per
+    request."""
+    return list(DailyTotal.objects.order_by(field).values_list(field, flat=True).distinct())
+
+
+def model_names():
+    """Every model name the ledger holds, alphabetical (the palette's order:
+    core.pages.palette)."""
+    return rollup_distinct("model_name")
+
+
 # -- latency percentiles from the histogram ---------------------------------
 
 
@@ -378,10 +397,38 @@ HEADLINE = [
 ]
 
 
-def headline(period, scope):
-    """Headline figures with their change against the previous period."""
-    now, before = totals(period, scope, rank_users=True), totals(period.previous(), scope)
-    return [Figure(key, label, now[key], before[key], kind) for key, label, kind in HEADLINE]
+# Reads yesterday's same hours: the roll-ups hold whole days only.
+LEDGER_READER = LedgerReader()
+
+
+def compared_with(period, now=None):
+    """(the period a headline compares with, a note saying so or None).
+
+    Today alone is so far: it is compared with yesterday up to the same
+    local time (a PartialPeriod), not with the whole of yesterday, which
+    would read as a fall of nearly 100 % each morning. A longer period that
+    ends today is compared with the same number of whole days before, and
+    the note says its last day is so far."""
+    if period.days == 1 and period.end == timezone.localdate():
+        before = period.same_hours_before(now or timezone.now())
+        until = timezone.localtime(before.until)
+        return before, f"Today so far, compared with yesterday until {until:%H:%M}."
+    return period.previous(), so_far_note(period)
+
+
+def headline(period, scope, now=None):
+    """Headline figures with their change against the period before
+    (``compared_with``: today so far against the same hours of yesterday,
+    read from the raw ledger through its timestamp index, one day of rows:
+    the roll-ups are per day)."""
+    before_period, _ = compared_with(period, now)
+    current = totals(period, scope, rank_users=True)
+    if isinstance(before_period, PartialPeriod):
+        with reading_from(LEDGER_READER):
+            before = totals(before_period, scope)
+    else:
+        before = totals(before_period, scope)
+    return [Figure(key, label, current[key], before[key], kind) for key, label, kind in HEADLINE]
 
 
 # -- usage without a price ------------------------------------------------------
@@ -455,18 +502,33 @@ def tokens_per_day(period, scope):
 
 
 @memoized
-def cost_by_provider(period, scope):
-    """[(provider, cost)] most expensive first."""
+def provider_rows(period, scope):
+    """[{provider, cost, requests, unpriced_requests}] most expensive first:
+    the cost, and the calls without a price it leaves out."""
     reader = current_reader()
     return list(
         current_reader()
         .usage(period, scope)
         .values("provider")
-        .annotate(cost=reader.total("cost"), requests=reader.total("requests"))
-        .filter(requests__gt=0)
-        .order_by("-cost", "provider")
-        .values_list("provider", "cost")
+        .annotate(
+            cost_sum=reader.total("cost"),
+            requests_sum=reader.total("requests"),
+            unpriced_sum=reader.total("unpriced_requests"),
+        )
+        .filter(requests_sum__gt=0)
+        .order_by("-cost_sum", "provider")
+        .values(
+            "provider",
+            cost=F("cost_sum"),
+            requests=F("requests_sum"),
+            unpriced_requests=F("unpriced_sum"),
+        )
     )
+
+
+def cost_by_provider(period, scope):
+    """[(provider, cost)] most expensive first (``provider_rows``)."""
+    return [(row["provider"], row["cost"]) for row in provider_rows(period, scope)]
 
 
 TOP_USERS = 10
@@ -817,22 +879,42 @@ def cost_per_day(period, scope):
     return [(day, found.get(day) or Decimal(0)) for day in period.each_day()]
 
 
-def cost_by_model(period, scope):
-    """[(model_name, provider, cost, tokens, requests)] most expensive first."""
+MODEL_SPEND = ("model_name", "provider", "cost", "tokens", "requests", "unpriced_requests")
+
+
+@memoized
+def model_rows(period, scope):
+    """[{model_name, provider, cost, tokens, requests, unpriced_requests}]
+    most expensive first: each model's spend and the calls without a price
+    its cost leaves out."""
     reader = current_reader()
     return list(
         current_reader()
         .usage(period, scope)
         .values("model_name", "provider")
         .annotate(
-            cost=reader.total("cost"),
-            tokens=reader.total("total_tokens"),
-            requests=reader.total("requests"),
+            cost_sum=reader.total("cost"),
+            tokens_sum=reader.total("total_tokens"),
+            requests_sum=reader.total("requests"),
+            unpriced_sum=reader.total("unpriced_requests"),
         )
-        .filter(requests__gt=0)
-        .order_by(F("cost").desc(nulls_last=True), "model_name")
-        .values_list("model_name", "provider", "cost", "tokens", "requests")
+        .filter(requests_sum__gt=0)
+        .order_by(F("cost_sum").desc(nulls_last=True), "model_name")
+        .values(
+            "model_name",
+            "provider",
+            cost=F("cost_sum"),
+            tokens=F("tokens_sum"),
+            requests=F("requests_sum"),
+            unpriced_requests=F("unpriced_sum"),
+        )
     )
+
+
+def cost_by_model(period, scope):
+    """[(model_name, provider, cost, tokens, requests)] most expensive first
+    (``model_rows``)."""
+    return [tuple(row[key] for key in MODEL_SPEND[:5]) for row in model_rows(period, scope)]
 
 
 # -- budgets ---------------------------------------------------------------

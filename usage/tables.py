@@ -29,6 +29,9 @@ SPEND_COLUMNS = [
     Column("tokens", "Tokens", "number"),
     Column("requests", "Requests", "number"),
 ]
+# Beside a cost: the calls without a price it leaves out (the page flags
+# the cost cell with their number; the CSV has them as a column).
+UNPRICED_COLUMN = Column("unpriced_requests", "Unpriced requests", "number", csv_only=True)
 
 # The status next to the name: a narrow screen shows it without scrolling.
 BUDGET_COLUMNS = [
@@ -49,6 +52,7 @@ MODEL_TABLE_COLUMNS = [
     Column("cached_input_tokens", "Cached input tokens", "number"),
     Column("reasoning_tokens", "Reasoning tokens", "number"),
     Column("cost", "Cost", "money"),
+    UNPRICED_COLUMN,
     Column("cost_per_1k_tokens", "Cost / 1k tokens", "money"),
     Column("avg_latency_ms", "Avg latency", "ms"),
     Column("p95_latency_ms", "p95 latency", "ms"),
@@ -213,8 +217,8 @@ def cost_by_provider(view):
     return Table(
         "cost_by_provider",
         "Cost by provider",
-        [Column("provider", "Provider"), Column("cost", "Cost", "money")],
-        [{"provider": p, "cost": c} for p, c in metrics.cost_by_provider(view.period, view.scope)],
+        [Column("provider", "Provider"), Column("cost", "Cost", "money"), UNPRICED_COLUMN],
+        metrics.provider_rows(view.period, view.scope),
     )
 
 
@@ -239,18 +243,17 @@ def models(view):
     )
 
 
-BY_MODEL_KEYS = ("model_name", "provider", "cost", "tokens", "requests")
-
-
 def by_model(view):
     return Table(
         "by_model",
         "Spend by model",
-        [Column("model_name", "Model"), Column("provider", "Provider"), *SPEND_COLUMNS],
         [
-            dict(zip(BY_MODEL_KEYS, row, strict=True))
-            for row in metrics.cost_by_model(view.period, view.scope)
+            Column("model_name", "Model"),
+            Column("provider", "Provider"),
+            *SPEND_COLUMNS,
+            UNPRICED_COLUMN,
         ],
+        metrics.model_rows(view.period, view.scope),
     )
 
 

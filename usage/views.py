@@ -59,6 +59,7 @@ def models_context(view):
         rows = metrics.what_if(view.period, view.scope, price, "organization_id")
         what_if["total"] = metrics.what_if_total(rows, price)
     return {
+        "unpriced": metrics.unpriced_summary(view.period, view.scope),
         "sort": view.options["sort"],
         "sort_keys": tables.MODEL_SORT_KEYS,
         "what_if": what_if,

@@ -57,6 +57,17 @@ class Period:
         """The period of the same length just before this one."""
         return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
 
+    def same_hours_before(self, now):
+        """The period before this one, its last day cut at the local time of
+        day ``now`` is: the hours of yesterday that today so far is to be
+        compared with (a PartialPeriod)."""
+        before = self.previous()
+        zone = timezone.get_current_timezone()
+        until = timezone.make_aware(
+            datetime.combine(before.end, timezone.localtime(now, zone).time()), zone
+        )
+        return PartialPeriod(before.start, before.end, until)
+
     def each_day(self):
         return [self.start + timedelta(days=n) for n in range(self.days)]
 
@@ -71,6 +82,20 @@ class Period:
         """``field`` inside the period's local days."""
         start, end = self.local_bounds()
         return models.Q(**{f"{field}__gte": start, f"{field}__lt": end})
+
+
+@dataclass(frozen=True)
+class PartialPeriod(Period):
+    """Local days ``start`` to ``end``, the last one only until ``until`` (an
+    aware datetime on it, excluded). The roll-ups hold whole days, so its
+    figures are read from the raw ledger (usage.metrics.LedgerReader, whose
+    rows are bounded by ``local_bounds``)."""
+
+    until: datetime | None = None
+
+    def local_bounds(self):
+        start, _ = super().local_bounds()
+        return start, self.until
 
 
 @dataclass(frozen=True)

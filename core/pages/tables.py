@@ -16,6 +16,14 @@ class Column:
     key: str
     label: str
     kind: str = "text"  # a kind of usage.templatetags.figures.figure
+    # In the CSV only: the page shows it another way (unpriced requests
+    # beside the cost they are missing from).
+    csv_only: bool = False
+
+
+# The row key of the calls without a price behind a row's cost: the page
+# flags its cost column with their number (``Table.cells``).
+UNPRICED = "unpriced_requests"
 
 
 @dataclass
@@ -39,22 +47,32 @@ class Table:
     # ([(label, url)]: "Set a budget").
     empty: str = "Nothing in this period."
     actions: list = field(default_factory=list)
+    # The money column a row's unpriced requests (UNPRICED) are flagged on.
+    flag_unpriced_on: str = "cost"
+    page_columns: list = field(init=False)
     cells: list = field(init=False)
     footer_cells: list = field(init=False)
 
     def __post_init__(self):
-        self.cells = [
-            {
-                "values": [(column, row.get(column.key)) for column in self.columns],
-                "url": self.link(row) if self.link else None,
-            }
-            for row in self.rows
-        ]
-        self.footer_cells = (
-            [(column, self.footer.get(column.key)) for column in self.columns]
-            if self.footer
-            else []
-        )
+        self.page_columns = [column for column in self.columns if not column.csv_only]
+        self.cells = [self._cells(row) for row in self.rows]
+        self.footer_cells = self._cells(self.footer)["values"] if self.footer else []
+
+    def _cells(self, row):
+        """A row as the page shows it: (column, value, unpriced requests to
+        flag on that cell or None) per column, and the row's URL."""
+        unpriced = row.get(UNPRICED) or None
+        return {
+            "values": [
+                (
+                    column,
+                    row.get(column.key),
+                    unpriced if column.key == self.flag_unpriced_on else None,
+                )
+                for column in self.page_columns
+            ],
+            "url": self.link(row) if self.link and row is not self.footer else None,
+        }
 
 
 # OWASP, "CSV Injection": a spreadsheet reads a cell starting with one of

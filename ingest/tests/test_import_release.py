@@ -35,7 +35,7 @@ from ingest.tests.source_dbs import ddl, postgres_admin_url, run_import, summary
 from usage import metrics
 from usage.models import ModelUsage
 from usage.templatetags.figures import figure
-from usage.tests.test_dashboards import _csv, tables_of
+from usage.tests.test_dashboards import _csv, shown_cost, tables_of
 
 pytestmark = pytest.mark.django_db
 
@@ -397,16 +397,13 @@ def test_an_older_release_shows_per_model_what_its_own_admin_dashboard_shows(
     response = client.get(MODELS_PAGE, query)
     assert response.status_code == 200
     shown = tables_of(response.content.decode())["models"]
-    kinds = ("number", "number", "number", "money")
     by_row = {(r["model_name"], r["provider"]): r for r in rows}
     # Requests, input and output tokens, then (after cached input and
-    # reasoning tokens) the cost.
+    # reasoning tokens) the cost, flagged with its calls without a price.
     assert {(cells[0], cells[1]): [*cells[2:5], cells[7]] for cells in shown} == {
         key: [
-            figure(row[k], kind)
-            for k, kind in zip(
-                ("requests", "prompt_tokens", "completion_tokens", "cost"), kinds, strict=True
-            )
+            *(figure(row[k]) for k in ("requests", "prompt_tokens", "completion_tokens")),
+            shown_cost(row["cost"], row["unpriced_requests"]),
         ]
         for key, row in by_row.items()
     }

@@ -96,6 +96,12 @@ def expected_figures(period, scope):
     }
 
 
+def shown_cost(value, unpriced):
+    """A cost cell as the tables show it: flagged with the calls without a
+    price it leaves out."""
+    return figure(value, "money") + (f" ⚠ {unpriced:,} unpriced" if unpriced else "")
+
+
 def get_page(client, url, **params):
     response = client.get(url, params)
     assert response.status_code == 200, response.content[:500]
@@ -188,7 +194,8 @@ def test_overview_tables_link_and_match_metrics(as_manager):
         ["openai", "$0.05373"],
         ["azure", "$0.0049"],
         ["mistral", "$0.002"],
-        ["groq", "$0.00"],
+        # its two calls have no price: flagged, not read as free
+        ["groq", "$0.00 ⚠ 2 unpriced"],
     ]
     # Budgets are month to date (1–14 March), worst first, with the run-rate projection.
     assert tables["budgets"] == [
@@ -298,7 +305,11 @@ def test_models_page_every_sort(as_manager):
                 ("mistake_share", "share"),
             ]
             assert [row[2:] for row in rows] == [
-                [figure(r[k], kind) for k, kind in kinds] for r in expected
+                [
+                    shown_cost(r[k], r["unpriced_requests"]) if k == "cost" else figure(r[k], kind)
+                    for k, kind in kinds
+                ]
+                for r in expected
             ], sort
     page = get_page(as_manager, MODELS, period="30d", sort="-cost")
     assert tables_of(page)["models"] == [
@@ -374,7 +385,7 @@ def test_models_page_every_sort(as_manager):
             "950",
             "–",
             "700",
-            "$0.00",
+            "$0.00 ⚠ 2 unpriced",  # not free: no price
             "–",
             "4.00 s",
             "4.00 s",
@@ -413,8 +424,9 @@ def test_subject_pages(as_manager, awkward, kind):
     assert spend["y"] == pytest.approx([float(c) for _, c in series])
     tables = tables_of(page)
     assert tables["by_model"] == [
-        [m, p, figure(c, "money"), figure(t), figure(n)]
-        for m, p, c, t, n in metrics.cost_by_model(THIRTY_DAYS, scope)
+        [r["model_name"], r["provider"], shown_cost(r["cost"], r["unpriced_requests"])]
+        + [figure(r["tokens"]), figure(r["requests"])]
+        for r in metrics.model_rows(THIRTY_DAYS, scope)
     ]
     assert "Ann&#x27;s sales" in page  # their chats
     assert "Cat&#x27;s churn" not in page
@@ -618,6 +630,7 @@ MODEL_HEADER = [
     "Cached input tokens",
     "Reasoning tokens",
     "Cost (USD)",
+    "Unpriced requests",
     "Cost / 1k tokens (USD)",
     "Avg latency (ms)",
     "p95 latency (ms)",
@@ -634,6 +647,7 @@ MODEL_KINDS = [
     "number",
     "number",
     "money",
+    "number",
     "money",
     "ms",
     "ms",
@@ -650,6 +664,7 @@ MODEL_FIELDS = [
     "cached_input_tokens",
     "reasoning_tokens",
     "cost",
+    "unpriced_requests",
     "cost_per_1k_tokens",
     "avg_latency_ms",
     "p95_latency_ms",
@@ -689,9 +704,12 @@ def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
         )
         assert_csv_rows(
             export("cost_by_provider"),
-            [[p, c] for p, c in metrics.cost_by_provider(period, scope)],
-            ["Provider", "Cost (USD)"],
-            ["text", "money"],
+            [
+                [r["provider"], r["cost"], r["unpriced_requests"]]
+                for r in metrics.provider_rows(period, scope)
+            ],
+            ["Provider", "Cost (USD)", "Unpriced requests"],
+            ["text", "money", "number"],
         )
         assert_csv_rows(
             export("budgets"),
@@ -700,12 +718,13 @@ def test_overview_exports_equal_metrics_with_the_filters(as_manager, awkward):
             BUDGET_KINDS,
         )
     rows = _csv(as_manager.get(OVERVIEW, {"period": "7d", "export": "cost_by_provider"}))
-    assert [(p, Decimal(c)) for p, c in rows[1:]] == [
-        ("anthropic", Decimal("7800.018")),
-        ("openai", Decimal("0.053725")),
-        ("azure", Decimal("0.0049")),
-        ("mistral", Decimal("0.002")),
-        ("groq", Decimal("0")),
+    assert [(p, Decimal(c), int(n)) for p, c, n in rows[1:]] == [
+        ("anthropic", Decimal("7800.018"), 0),
+        ("openai", Decimal("0.053725"), 0),
+        ("azure", Decimal("0.0049"), 0),
+        ("mistral", Decimal("0.002"), 0),
+        # groq's $0 is two calls without a price, not free calls
+        ("groq", Decimal("0"), 2),
     ]
 
 
@@ -734,7 +753,7 @@ def test_models_export_equals_metrics_for_each_sort(as_manager, awkward):
         "",
         "700",
         "0.00000000",
-        "",
+        "2",
     ]
 
 
@@ -752,9 +771,9 @@ def test_subject_exports_equal_metrics(as_manager, awkward, kind):
         )
         assert_csv_rows(
             _csv(response),
-            [list(row) for row in metrics.cost_by_model(period, scope)],
-            ["Model", "Provider", *SPEND],
-            ["text", "text", *SPEND_KINDS],
+            [[r[k] for k in metrics.MODEL_SPEND] for r in metrics.model_rows(period, scope)],
+            ["Model", "Provider", *SPEND, "Unpriced requests"],
+            ["text", "text", *SPEND_KINDS, "number"],
         )
         assert_csv_rows(
             _csv(as_manager.get(url, {**query, "export": "budgets"})),
@@ -847,18 +866,21 @@ def test_query_counts_do_not_grow_with_rows(
     # quality from reviews (usage.review_metrics, 5, whatever the rows): error
     # rates by model and by source, judged answers, their categories, and the
     # reviewed chats per model and month for the cost per good answer; the
-    # what-if form's models (1: the prices in force today).
-    with django_assert_num_queries(ADMIN_REQUEST + 15):
+    # what-if form's models (1: the prices in force today); the unpriced calls
+    # of the period, for the warning above the table (1, through the partial
+    # index of unpriced rows: the roll-ups count them but not their tokens).
+    with django_assert_num_queries(ADMIN_REQUEST + 16):
         assert client.get(MODELS, {"period": "30d", "sort": "-p95"}).status_code == 200
     # App user: the app user (1); choices (2); headline (6); cost per day (1);
     # cost by model (1); budget and the user's spend (2); selects (2); latest
     # chats (1) and feedback (1), each joined to what the table shows; the
-    # per-day table (1).
-    with django_assert_num_queries(ADMIN_REQUEST + 18):
+    # per-day table (1); the unpriced calls for the warning (1, as on the
+    # models page).
+    with django_assert_num_queries(ADMIN_REQUEST + 19):
         assert client.get(user_url(data.ann), {"period": "30d"}).status_code == 200
     # Organisation: as the app user's page, the budget spend by organisation,
     # and its app users (their sums and their names: 2).
-    with django_assert_num_queries(ADMIN_REQUEST + 20):
+    with django_assert_num_queries(ADMIN_REQUEST + 21):
         assert client.get(org_url(data.acme), {"period": "30d"}).status_code == 200
     # An export computes only its own table: here the filter-bar choices (2),
     # which validate the request, the top users (1), their labels (1) and the
