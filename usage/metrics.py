@@ -438,26 +438,28 @@ def headline(period, scope, now=None):
 def unpriced(period, scope):
     """The period's calls without a cost (no price in force, none
     reported), per model: [{model_name, provider, requests, tokens,
-    first_seen}], the most calls first. From the ledger through its partial
-    index of unpriced rows (usage_mu_unpriced_ts_idx), bounded to the
-    period: the roll-ups count unpriced calls but not their tokens."""
-    start, end = period.local_bounds()
-    rows = list(
-        ModelUsage.objects.filter(
-            timestamp__gte=start, timestamp__lt=end, cost__isnull=True, **scope.lookups()
-        )
-        .order_by()
+    first_seen}], the most calls first; ``first_seen`` is the first local
+    day of the period with such a call. From the roll-ups (their
+    ``unpriced_requests`` and ``unpriced_tokens``)."""
+    reader = current_reader()
+    return list(
+        reader.usage(period, scope, "model_name", "provider")
         .values("model_name", "provider")
         .annotate(
-            requests=Count("id"),
-            tokens=Coalesce(Sum("total_tokens"), 0),
-            first_seen=Min("timestamp"),
+            requests=reader.total("unpriced_requests"),
+            tokens=reader.total("unpriced_tokens"),
+            first_seen=Min("day", filter=_unpriced_rows(reader)),
         )
+        .filter(requests__gt=0)
         .order_by("-requests", "model_name", "provider")
     )
-    for row in rows:
-        row["first_seen"] = timezone.localtime(row["first_seen"]).date()
-    return rows
+
+
+def _unpriced_rows(reader):
+    """The rows of a reader's ``usage`` that hold unpriced calls."""
+    if isinstance(reader, LedgerReader):
+        return Q(cost__isnull=True)
+    return Q(unpriced_requests__gt=0)
 
 
 def unpriced_summary(period, scope):

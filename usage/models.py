@@ -468,6 +468,7 @@ class Measure:
     A sum of a ledger ``column`` (NULL counts as 0), or — without a column —
     a count of the ledger rows that meet a condition (``where``: a Q, the
     same in SQL, and the same as a Python predicate; None counts every row).
+    With both, the sum of the column over the rows that meet the condition.
     """
 
     name: str
@@ -482,21 +483,23 @@ class Measure:
 
     def aggregate(self):
         """The ORM aggregate over ledger rows."""
+        condition = self.where[0] if self.where else None
         if self.column:
-            return models.Sum(self.column)
-        return models.Count("id", filter=self.where[0] if self.where else None)
+            return models.Sum(self.column, filter=condition)
+        return models.Count("id", filter=condition)
 
     def sql(self):
         """The SQL aggregate over ledger rows (PostgreSQL)."""
+        only = f" FILTER (WHERE {self.where[1]})" if self.where else ""
         if self.column:
-            return f"COALESCE(SUM({self.column}), 0)"
-        return f"COUNT(*) FILTER (WHERE {self.where[1]})" if self.where else "COUNT(*)"
+            return f"COALESCE(SUM({self.column}){only}, 0)"
+        return f"COUNT(*){only}"
 
     def of(self, usage):
         """This measure of one ledger row (an instance or look-alike)."""
-        if self.column:
-            return getattr(usage, self.column) or 0
-        return 1 if self.where is None or self.where[2](usage) else 0
+        if self.where is not None and not self.where[2](usage):
+            return 0
+        return (getattr(usage, self.column) or 0) if self.column else 1
 
 
 MEASURES = (
@@ -507,6 +510,13 @@ MEASURES = (
     Measure("cost", "cost", decimal=True),
     Measure(
         "unpriced_requests",
+        where=(models.Q(cost__isnull=True), "cost IS NULL", lambda u: u.cost is None),
+    ),
+    # The unpriced calls' tokens: the overview's worklist of models without a
+    # price reads them here, not from the ledger.
+    Measure(
+        "unpriced_tokens",
+        "total_tokens",
         where=(models.Q(cost__isnull=True), "cost IS NULL", lambda u: u.cost is None),
     ),
     Measure(

@@ -271,6 +271,7 @@ def _plain_sql(table_grain, zone="UTC"):
             "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cost), 0), "
             "SUM(CASE WHEN cost IS NULL THEN 1 ELSE 0 END), "
+            "COALESCE(SUM(CASE WHEN cost IS NULL THEN total_tokens ELSE 0 END), 0), "
             "SUM(CASE WHEN is_streaming THEN 1 ELSE 0 END), COUNT(request_time_ms), "
             "COALESCE(SUM(request_time_ms), 0), "
             "COALESCE(SUM(cached_input_tokens), 0), COUNT(cached_input_tokens), "
