@@ -28,7 +28,6 @@ class PriceBook:
         self._dates = {
             key: [p.effective_from for p in rows] for key, rows in self._by_model.items()
         }
-        self._zone = timezone.get_current_timezone()  # once, not per row
 
     def price_on(self, model_name, provider, when):
         """The price in force for the model on ``when``'s date (in TIME_ZONE)."""
@@ -36,12 +35,7 @@ class PriceBook:
         dates = self._dates.get(key)
         if not dates:
             return None
-        if not hasattr(when, "hour"):
-            day = when
-        elif timezone.is_aware(when):
-            day = when.astimezone(self._zone).date()
-        else:
-            day = timezone.localtime(when).date()  # refuses a naive time, as it always did
+        day = timezone.localtime(when).date() if hasattr(when, "hour") else when
         index = bisect.bisect_right(dates, day) - 1
         return self._by_model[key][index] if index >= 0 else None
 
