@@ -109,6 +109,7 @@ def _plain_sql(rollup):
             f"SELECT {keys}, COUNT(*), COALESCE(SUM(prompt_tokens), 0), "  # noqa: S608
             "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0), "
             "COALESCE(SUM(cost), 0), COUNT(*) FILTER (WHERE cost IS NULL), "
+            "COALESCE(SUM(total_tokens) FILTER (WHERE cost IS NULL), 0), "
             "COUNT(*) FILTER (WHERE is_streaming), COUNT(request_time_ms), "
             "COALESCE(SUM(request_time_ms), 0), "
             "COALESCE(SUM(cached_input_tokens), 0), COUNT(cached_input_tokens), "
