@@ -284,18 +284,7 @@ def refresh(keys, using=None):
     with transaction.atomic(using=using, savepoint=False):
         rollups._advisory(using, "pg_advisory_xact_lock_shared", rollups.CHAT_LOCK, 0)
         _lock(keys, using)
-        rows = []
-        for key in sorted(keys, key=lambda k: (k[0], k[1] or 0)):
-            day, source_id = key
-            stale = FeedbackRollup.objects.using(using).filter(day=day)
-            stale = (
-                stale.filter(source__isnull=True)
-                if source_id is None
-                else stale.filter(source_id=source_id)
-            )
-            stale._raw_delete(using)
-            rows += _key_rows(key, using)
-        FeedbackRollup.objects.using(using).bulk_create(rows, batch_size=1000)
+        rollups.replace_keys(FeedbackRollup, keys, _key_rows, using)
 
 
 def keys_of_messages(message_ids, using):

@@ -272,6 +272,33 @@ class CodeExecutionQuerySet(PeriodQuerySet):
     delete.queryset_only = True
 
 
+class FeedbackRolledUp(models.Model):
+    """A model whose rows the feedback roll-ups count (its manager's queryset
+    a ``RollupQuerySet``): ``save`` recomputes the keys a change touched."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        """Saved; a change that may move it in the feedback roll-ups
+        (chats.feedback_rollups) recomputes the keys it touched."""
+        fields = kwargs.get("update_fields")
+        manager = type(self).objects
+        if fields is not None and not manager._queryset_class.rollup_fields & set(fields):
+            return super().save(*args, **kwargs)
+        using = kwargs.get("using") or self._state.db or "default"
+        queryset = manager.using(using)
+        with transaction.atomic(using=using, savepoint=False):
+            keys, messages = set(), set()
+            if not self._state.adding and self.pk is not None:
+                keys, messages = queryset._touched(queryset.filter(pk=self.pk))
+            super().save(*args, **kwargs)
+            after, also = queryset._touched(queryset.filter(pk=self.pk))
+            rollups.written(using, feedback=keys | after, messages=messages | also)
+
+    save.alters_data = True
+
+
 class Chat(Imported):
     """A conversation: auto-analyst ``chats``, ds-ml-agent ``chatbot_sessions``,
     text-to-sql ``chat_sessions``, ai-chat-v2 ``sessions``.
@@ -335,7 +362,7 @@ class Chat(Imported):
     save.alters_data = True
 
 
-class Message(Imported):
+class Message(FeedbackRolledUp, Imported):
     """One message of a chat, whichever application wrote it.
 
     auto-analyst ``messages`` (sender 'ai' → assistant), text-to-sql
@@ -429,27 +456,8 @@ class Message(Imported):
         text = self.content if len(self.content) <= 60 else self.content[:57] + "…"
         return f"{self.get_role_display()}: {text}"
 
-    def save(self, *args, **kwargs):
-        """Saved; a change that may move it in the feedback roll-ups
-        (chats.feedback_rollups) recomputes the keys it touched."""
-        fields = kwargs.get("update_fields")
-        manager = type(self).objects
-        if fields is not None and not manager._queryset_class.rollup_fields & set(fields):
-            return super().save(*args, **kwargs)
-        using = kwargs.get("using") or self._state.db or "default"
-        queryset = manager.using(using)
-        with transaction.atomic(using=using, savepoint=False):
-            keys, messages = set(), set()
-            if not self._state.adding and self.pk is not None:
-                keys, messages = queryset._touched(queryset.filter(pk=self.pk))
-            super().save(*args, **kwargs)
-            after, also = queryset._touched(queryset.filter(pk=self.pk))
-            rollups.written(using, feedback=keys | after, messages=messages | also)
 
-    save.alters_data = True
-
-
-class MessageFeedback(Imported):
+class MessageFeedback(FeedbackRolledUp, Imported):
     """auto-analyst ``message_feedback``: one rating per message."""
 
     message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="feedback")
@@ -483,25 +491,6 @@ class MessageFeedback(Imported):
 
     def __str__(self):
         return f"{self.rating or '–'}★ on message {self.message_id}"
-
-    def save(self, *args, **kwargs):
-        """Saved; a change that may move it in the feedback roll-ups
-        (chats.feedback_rollups) recomputes the keys it touched."""
-        fields = kwargs.get("update_fields")
-        manager = type(self).objects
-        if fields is not None and not manager._queryset_class.rollup_fields & set(fields):
-            return super().save(*args, **kwargs)
-        using = kwargs.get("using") or self._state.db or "default"
-        queryset = manager.using(using)
-        with transaction.atomic(using=using, savepoint=False):
-            keys, messages = set(), set()
-            if not self._state.adding and self.pk is not None:
-                keys, messages = queryset._touched(queryset.filter(pk=self.pk))
-            super().save(*args, **kwargs)
-            after, also = queryset._touched(queryset.filter(pk=self.pk))
-            rollups.written(using, feedback=keys | after, messages=messages | also)
-
-    save.alters_data = True
 
 
 class CodeExecution(Imported):

@@ -586,18 +586,25 @@ def _refresh(keys, using=None):
     with transaction.atomic(using=using):
         _advisory(using, "pg_advisory_xact_lock_shared", CHAT_LOCK, 0)
         _lock(keys, using)
-        rows = []
-        for key in sorted(keys, key=lambda k: (k[0], k[1] or 0)):
-            day, source_id = key
-            stale = ExecutionRollup.objects.using(using).filter(day=day)
-            stale = (
-                stale.filter(source__isnull=True)
-                if source_id is None
-                else stale.filter(source_id=source_id)
-            )
-            stale._raw_delete(using)
-            rows += _key_rows(key, using)
-        ExecutionRollup.objects.using(using).bulk_create(rows, batch_size=1000)
+        replace_keys(ExecutionRollup, keys, _key_rows, using)
+
+
+def replace_keys(model, keys, key_rows, using):
+    """Delete a roll-up's rows of these (day, source) keys and write the
+    rows ``key_rows(key, using)`` computes for each, keys in order: the
+    recomputation both quality roll-ups share (their locks already taken)."""
+    rows = []
+    for key in sorted(keys, key=lambda k: (k[0], k[1] or 0)):
+        day, source_id = key
+        stale = model.objects.using(using).filter(day=day)
+        stale = (
+            stale.filter(source__isnull=True)
+            if source_id is None
+            else stale.filter(source_id=source_id)
+        )
+        stale._raw_delete(using)
+        rows += key_rows(key, using)
+    model.objects.using(using).bulk_create(rows, batch_size=1000)
 
 
 def keys_of(queryset):
